@@ -1,0 +1,1 @@
+//! The embedded SQLite backend: all stores on one database file in `data_dir`.
