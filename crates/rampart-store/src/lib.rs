@@ -108,6 +108,9 @@ pub struct RosterItem {
 ///
 /// Every change to an account's roster bumps its version (a per-account counter, returned by
 /// the writing call), for roster versioning (RFC 6121 §2.6).
+///
+/// The owner must be an existing account: `put_item` and `put_pending_in` fail with
+/// `NotFound` otherwise, and reads for an unknown owner return nothing.
 #[async_trait]
 pub trait RosterStore: Send + Sync {
     /// `(version, items)` of an account's roster; version 0 for a never-written roster.
@@ -138,6 +141,8 @@ pub struct OfflineMessage {
     pub stored_at_ms: i64,
 }
 
+/// Offline messages per account. `push` for an owner that is not an existing account fails
+/// with `NotFound`; reads for an unknown owner return nothing.
 #[async_trait]
 pub trait OfflineStore: Send + Sync {
     /// Store a message for `owner`; `QuotaExceeded` if the owner has `limit` or more already.
