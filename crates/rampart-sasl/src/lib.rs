@@ -9,6 +9,33 @@
 //! the mechanism answers with a plausible salt (derived from a server secret) and fails at the
 //! end exactly as for a wrong password.
 
+//! Entry points: [`ServerExchange`] (one login attempt on the server), [`ClientExchange`]
+//! (tests and the load generator), [`derive_credentials`] / [`new_credentials`] (account
+//! provisioning).
+
+mod client;
+mod crypto;
+mod server;
+mod syntax;
+#[cfg(test)]
+mod tests;
+
+pub use client::ClientExchange;
+pub use crypto::{derive_credentials, new_credentials};
+pub use server::{ServerExchange, Step};
+
+/// PBKDF2 iteration count for new credentials (RFC 7677 §4 minimum for SCRAM-SHA-256) and for
+/// the fake credentials presented for unknown users.
+pub const DEFAULT_ITERATIONS: u32 = 4096;
+
+/// Largest client or server message accepted (bytes, after base64 decoding). Anything longer
+/// fails with [`SaslError::MalformedRequest`].
+pub const MAX_MESSAGE_LEN: usize = 4096;
+
+/// Largest iteration count a [`ClientExchange`] accepts from a server; protects the load
+/// generator against a server asking for an absurd amount of PBKDF2 work.
+pub const MAX_CLIENT_ITERATIONS: u32 = 1_000_000;
+
 /// Hash function of a SCRAM mechanism.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ScramHash {
@@ -52,6 +79,71 @@ pub enum SaslError {
     /// Unknown or unoffered mechanism.
     #[error("invalid mechanism")]
     InvalidMechanism,
+}
+
+impl ScramHash {
+    /// Length in bytes of the hash output (and thus of `StoredKey`, `ServerKey`, proofs).
+    pub fn output_len(self) -> usize {
+        match self {
+            ScramHash::Sha1 => 20,
+            ScramHash::Sha256 => 32,
+        }
+    }
+
+    /// IANA hash name as used in the mechanism name ("SHA-1", "SHA-256").
+    pub fn name(self) -> &'static str {
+        match self {
+            ScramHash::Sha1 => "SHA-1",
+            ScramHash::Sha256 => "SHA-256",
+        }
+    }
+}
+
+impl Mechanism {
+    /// All mechanisms, strongest first (the order to advertise them in).
+    pub const ALL: [Mechanism; 5] = [
+        Mechanism::ScramSha256Plus,
+        Mechanism::ScramSha256,
+        Mechanism::ScramSha1Plus,
+        Mechanism::ScramSha1,
+        Mechanism::Plain,
+    ];
+
+    /// The registered SASL mechanism name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
+            Mechanism::ScramSha1 => "SCRAM-SHA-1",
+            Mechanism::Plain => "PLAIN",
+        }
+    }
+
+    /// Parse a mechanism name (exact, case-sensitive match as registered).
+    pub fn from_name(s: &str) -> Option<Mechanism> {
+        Mechanism::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// Whether this is a channel-binding (`-PLUS`) mechanism.
+    pub fn is_plus(self) -> bool {
+        matches!(self, Mechanism::ScramSha256Plus | Mechanism::ScramSha1Plus)
+    }
+
+    /// The SCRAM hash of this mechanism, `None` for PLAIN.
+    pub fn scram_hash(self) -> Option<ScramHash> {
+        match self {
+            Mechanism::ScramSha256Plus | Mechanism::ScramSha256 => Some(ScramHash::Sha256),
+            Mechanism::ScramSha1Plus | Mechanism::ScramSha1 => Some(ScramHash::Sha1),
+            Mechanism::Plain => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl SaslError {
