@@ -22,7 +22,9 @@ impl TryFrom<&Element> for BindRequest {
                 return Err(ParseError::UnexpectedChild(c.name.clone()));
             }
         }
-        Ok(BindRequest { resource: resource.filter(|r| !r.is_empty()) })
+        Ok(BindRequest {
+            resource: resource.filter(|r| !r.is_empty()),
+        })
     }
 }
 
@@ -51,7 +53,9 @@ pub fn bind_result(jid: &str) -> Element {
 /// Parse a bind result back to the JID it carries.
 pub fn parse_bind_result(e: &Element) -> Result<crate::Jid, ParseError> {
     check(e, "bind", ns::BIND)?;
-    let j = e.child("jid", ns::BIND).ok_or(ParseError::MissingChild("jid"))?;
+    let j = e
+        .child("jid", ns::BIND)
+        .ok_or(ParseError::MissingChild("jid"))?;
     Ok(crate::Jid::parse(&util::text_only(j)?)?)
 }
 
@@ -76,13 +80,21 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for b in [BindRequest { resource: None }, BindRequest { resource: Some("Phone 1".into()) }] {
+        for b in [
+            BindRequest { resource: None },
+            BindRequest {
+                resource: Some("Phone 1".into()),
+            },
+        ] {
             let el: Element = b.clone().into();
             assert_eq!(BindRequest::try_from(&el).unwrap(), b);
             assert_eq!(BindRequest::try_from(el).unwrap(), b);
         }
         let empty = Element::new("bind", ns::BIND).with_child(Element::new("resource", ns::BIND));
-        assert_eq!(BindRequest::try_from(&empty).unwrap(), BindRequest { resource: None });
+        assert_eq!(
+            BindRequest::try_from(&empty).unwrap(),
+            BindRequest { resource: None }
+        );
     }
 
     #[test]
@@ -94,12 +106,21 @@ mod tests {
         let two = Element::new("bind", ns::BIND)
             .with_child(Element::new("resource", ns::BIND).with_text("a"))
             .with_child(Element::new("resource", ns::BIND).with_text("b"));
-        assert_eq!(BindRequest::try_from(&two), Err(ParseError::Duplicate("resource")));
+        assert_eq!(
+            BindRequest::try_from(&two),
+            Err(ParseError::Duplicate("resource"))
+        );
         let other = Element::new("bind", ns::BIND).with_child(Element::new("jid", ns::BIND));
-        assert!(matches!(BindRequest::try_from(&other), Err(ParseError::UnexpectedChild(_))));
+        assert!(matches!(
+            BindRequest::try_from(&other),
+            Err(ParseError::UnexpectedChild(_))
+        ));
         let nested = Element::new("bind", ns::BIND)
             .with_child(Element::new("resource", ns::BIND).with_child(Element::new("x", "y")));
-        assert!(matches!(BindRequest::try_from(&nested), Err(ParseError::UnexpectedChild(_))));
+        assert!(matches!(
+            BindRequest::try_from(&nested),
+            Err(ParseError::UnexpectedChild(_))
+        ));
     }
 
     #[test]

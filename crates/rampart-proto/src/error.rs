@@ -77,11 +77,24 @@ impl DefinedCondition {
     pub fn default_type(self) -> ErrorType {
         use DefinedCondition::*;
         match self {
-            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect => ErrorType::Modify,
-            Forbidden | NotAuthorized | RegistrationRequired | SubscriptionRequired => ErrorType::Auth,
-            RecipientUnavailable | RemoteServerTimeout | ResourceConstraint | UnexpectedRequest => ErrorType::Wait,
-            Conflict | FeatureNotImplemented | Gone | InternalServerError | ItemNotFound | NotAllowed
-            | RemoteServerNotFound | ServiceUnavailable | UndefinedCondition => ErrorType::Cancel,
+            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect => {
+                ErrorType::Modify
+            }
+            Forbidden | NotAuthorized | RegistrationRequired | SubscriptionRequired => {
+                ErrorType::Auth
+            }
+            RecipientUnavailable | RemoteServerTimeout | ResourceConstraint | UnexpectedRequest => {
+                ErrorType::Wait
+            }
+            Conflict
+            | FeatureNotImplemented
+            | Gone
+            | InternalServerError
+            | ItemNotFound
+            | NotAllowed
+            | RemoteServerNotFound
+            | ServiceUnavailable
+            | UndefinedCondition => ErrorType::Cancel,
         }
     }
 }
@@ -100,7 +113,12 @@ pub struct StanzaError {
 impl StanzaError {
     /// An error with this type and condition, no text.
     pub fn new(type_: ErrorType, condition: DefinedCondition) -> Self {
-        StanzaError { type_, condition, text: None, by: None }
+        StanzaError {
+            type_,
+            condition,
+            text: None,
+            by: None,
+        }
     }
 
     /// Builder-style: add human-readable text (sent with `xml:lang='en'`).
@@ -145,7 +163,11 @@ impl From<StanzaError> for Element {
         }
         el = el.with_child(Element::new(e.condition.as_str(), ns::STANZAS));
         if let Some(t) = e.text {
-            el = el.with_child(Element::new("text", ns::STANZAS).with_attr("xml:lang", "en").with_text(t));
+            el = el.with_child(
+                Element::new("text", ns::STANZAS)
+                    .with_attr("xml:lang", "en")
+                    .with_text(t),
+            );
         }
         el
     }
@@ -165,13 +187,18 @@ impl TryFrom<&Element> for StanzaError {
                     text = Some(c.text());
                 }
             } else {
-                let cond =
-                    DefinedCondition::parse(&c.name).ok_or_else(|| ParseError::bad_value("condition", &c.name))?;
+                let cond = DefinedCondition::parse(&c.name)
+                    .ok_or_else(|| ParseError::bad_value("condition", &c.name))?;
                 util::once(&mut condition, cond, "condition")?;
             }
         }
         let condition = condition.ok_or(ParseError::MissingChild("condition"))?;
-        Ok(StanzaError { type_, condition, text, by: util::opt_attr(e, "by") })
+        Ok(StanzaError {
+            type_,
+            condition,
+            text,
+            by: util::opt_attr(e, "by"),
+        })
     }
 }
 
@@ -243,7 +270,10 @@ pub struct StreamError {
 impl StreamError {
     /// A stream error without text.
     pub fn new(condition: StreamErrorCondition) -> Self {
-        StreamError { condition, text: None }
+        StreamError {
+            condition,
+            text: None,
+        }
     }
 
     /// Builder-style: add human-readable text (sent with `xml:lang='en'`).
@@ -271,9 +301,14 @@ impl std::fmt::Display for StreamError {
 
 impl From<StreamError> for Element {
     fn from(e: StreamError) -> Element {
-        let mut el = Element::new("error", ns::STREAM).with_child(Element::new(e.condition.as_str(), ns::STREAMS));
+        let mut el = Element::new("error", ns::STREAM)
+            .with_child(Element::new(e.condition.as_str(), ns::STREAMS));
         if let Some(t) = e.text {
-            el = el.with_child(Element::new("text", ns::STREAMS).with_attr("xml:lang", "en").with_text(t));
+            el = el.with_child(
+                Element::new("text", ns::STREAMS)
+                    .with_attr("xml:lang", "en")
+                    .with_text(t),
+            );
         }
         el
     }
@@ -326,10 +361,19 @@ mod tests {
         assert_eq!(DefinedCondition::ALL.len(), 22);
         assert_eq!(StreamErrorCondition::ALL.len(), 25);
         assert_eq!(ErrorType::parse("fatal"), None);
-        assert_eq!(DefinedCondition::ItemNotFound.default_type(), ErrorType::Cancel);
+        assert_eq!(
+            DefinedCondition::ItemNotFound.default_type(),
+            ErrorType::Cancel
+        );
         assert_eq!(DefinedCondition::Forbidden.default_type(), ErrorType::Auth);
-        assert_eq!(DefinedCondition::BadRequest.default_type(), ErrorType::Modify);
-        assert_eq!(DefinedCondition::ResourceConstraint.default_type(), ErrorType::Wait);
+        assert_eq!(
+            DefinedCondition::BadRequest.default_type(),
+            ErrorType::Modify
+        );
+        assert_eq!(
+            DefinedCondition::ResourceConstraint.default_type(),
+            ErrorType::Wait
+        );
     }
 
     #[test]
@@ -357,7 +401,10 @@ mod tests {
         let el = Element::new("error", ns::SERVER)
             .with_attr("type", "modify")
             .with_child(Element::new("bad-request", ns::STANZAS))
-            .with_child(Element::new("too-many-subscriptions", "http://jabber.org/protocol/pubsub#errors"));
+            .with_child(Element::new(
+                "too-many-subscriptions",
+                "http://jabber.org/protocol/pubsub#errors",
+            ));
         let e = StanzaError::try_from(&el).unwrap();
         assert_eq!(e.condition, DefinedCondition::BadRequest);
     }
@@ -367,26 +414,56 @@ mod tests {
         let cond = || Element::new("bad-request", ns::STANZAS);
         // Missing type.
         let el = Element::new("error", ns::CLIENT).with_child(cond());
-        assert_eq!(StanzaError::try_from(&el), Err(ParseError::MissingAttr("type")));
+        assert_eq!(
+            StanzaError::try_from(&el),
+            Err(ParseError::MissingAttr("type"))
+        );
         // Bad type.
-        let el = Element::new("error", ns::CLIENT).with_attr("type", "fatal").with_child(cond());
-        assert!(matches!(StanzaError::try_from(&el), Err(ParseError::BadValue { name: "type", .. })));
+        let el = Element::new("error", ns::CLIENT)
+            .with_attr("type", "fatal")
+            .with_child(cond());
+        assert!(matches!(
+            StanzaError::try_from(&el),
+            Err(ParseError::BadValue { name: "type", .. })
+        ));
         // Missing condition.
         let el = Element::new("error", ns::CLIENT).with_attr("type", "cancel");
-        assert_eq!(StanzaError::try_from(&el), Err(ParseError::MissingChild("condition")));
+        assert_eq!(
+            StanzaError::try_from(&el),
+            Err(ParseError::MissingChild("condition"))
+        );
         // Unknown condition.
         let el = Element::new("error", ns::CLIENT)
             .with_attr("type", "cancel")
             .with_child(Element::new("oops", ns::STANZAS));
-        assert!(matches!(StanzaError::try_from(&el), Err(ParseError::BadValue { .. })));
+        assert!(matches!(
+            StanzaError::try_from(&el),
+            Err(ParseError::BadValue { .. })
+        ));
         // Two conditions.
-        let el = Element::new("error", ns::CLIENT).with_attr("type", "cancel").with_child(cond()).with_child(cond());
-        assert_eq!(StanzaError::try_from(&el), Err(ParseError::Duplicate("condition")));
+        let el = Element::new("error", ns::CLIENT)
+            .with_attr("type", "cancel")
+            .with_child(cond())
+            .with_child(cond());
+        assert_eq!(
+            StanzaError::try_from(&el),
+            Err(ParseError::Duplicate("condition"))
+        );
         // Wrong element / namespace.
-        let el = Element::new("error", "urn:other").with_attr("type", "cancel").with_child(cond());
-        assert!(matches!(StanzaError::try_from(&el), Err(ParseError::WrongElement { .. })));
-        let el = Element::new("err", ns::CLIENT).with_attr("type", "cancel").with_child(cond());
-        assert!(matches!(StanzaError::try_from(&el), Err(ParseError::WrongElement { .. })));
+        let el = Element::new("error", "urn:other")
+            .with_attr("type", "cancel")
+            .with_child(cond());
+        assert!(matches!(
+            StanzaError::try_from(&el),
+            Err(ParseError::WrongElement { .. })
+        ));
+        let el = Element::new("err", ns::CLIENT)
+            .with_attr("type", "cancel")
+            .with_child(cond());
+        assert!(matches!(
+            StanzaError::try_from(&el),
+            Err(ParseError::WrongElement { .. })
+        ));
     }
 
     #[test]
@@ -397,7 +474,10 @@ mod tests {
             .with_attr("id", "x1")
             .with_attr("type", "get")
             .with_child(Element::new("query", ns::VERSION));
-        let r = error_reply(&iq, &StanzaError::from_condition(DefinedCondition::ServiceUnavailable));
+        let r = error_reply(
+            &iq,
+            &StanzaError::from_condition(DefinedCondition::ServiceUnavailable),
+        );
         assert_eq!(
             r.to_bytes(ns::CLIENT),
             b"<iq from=\"b\" to=\"a@b/c\" id=\"x1\" type=\"error\"><error type=\"cancel\">\
@@ -410,7 +490,10 @@ mod tests {
         let m = Element::new("message", ns::SERVER)
             .with_attr("to", "u@d")
             .with_child(Element::new("body", ns::SERVER).with_text("hi"));
-        let r = error_reply(&m, &StanzaError::from_condition(DefinedCondition::ItemNotFound).with_text("gone"));
+        let r = error_reply(
+            &m,
+            &StanzaError::from_condition(DefinedCondition::ItemNotFound).with_text("gone"),
+        );
         assert!(r.is("message", ns::SERVER));
         assert_eq!(r.attr("from"), Some("u@d"));
         assert_eq!(r.attr("to"), None);
@@ -434,17 +517,29 @@ mod tests {
         let el: Element = e.clone().into();
         assert!(el.is("error", ns::STREAM));
         assert!(el.child("not-well-formed", ns::STREAMS).is_some());
-        assert_eq!(el.child("text", ns::STREAMS).unwrap().attr("xml:lang"), Some("en"));
+        assert_eq!(
+            el.child("text", ns::STREAMS).unwrap().attr("xml:lang"),
+            Some("en")
+        );
         assert_eq!(StreamError::try_from(el).unwrap(), e);
     }
 
     #[test]
     fn stream_error_invalid() {
         let el = Element::new("error", ns::STREAM);
-        assert_eq!(StreamError::try_from(&el), Err(ParseError::MissingChild("condition")));
+        assert_eq!(
+            StreamError::try_from(&el),
+            Err(ParseError::MissingChild("condition"))
+        );
         let el = Element::new("error", ns::STREAM).with_child(Element::new("nope", ns::STREAMS));
-        assert!(matches!(StreamError::try_from(&el), Err(ParseError::BadValue { .. })));
+        assert!(matches!(
+            StreamError::try_from(&el),
+            Err(ParseError::BadValue { .. })
+        ));
         let el = Element::new("error", ns::CLIENT).with_child(Element::new("reset", ns::STREAMS));
-        assert!(matches!(StreamError::try_from(&el), Err(ParseError::WrongElement { .. })));
+        assert!(matches!(
+            StreamError::try_from(&el),
+            Err(ParseError::WrongElement { .. })
+        ));
     }
 }

@@ -136,7 +136,9 @@ fn prep_domain(s: &str) -> Result<Cow<'_, str>, JidError> {
         }
         stripped.to_owned()
     } else {
-        stringprep::nameprep(stripped).map_err(|_| JidError::NamePrep)?.into_owned()
+        stringprep::nameprep(stripped)
+            .map_err(|_| JidError::NamePrep)?
+            .into_owned()
     };
     finish_domain(Cow::Owned(out))
 }
@@ -215,7 +217,8 @@ impl Jid {
 
     /// Join already-prepared parts.
     fn assemble(node: Option<&str>, domain: &str, resource: Option<&str>) -> Jid {
-        let len = node.map_or(0, |n| n.len() + 1) + domain.len() + resource.map_or(0, |r| r.len() + 1);
+        let len =
+            node.map_or(0, |n| n.len() + 1) + domain.len() + resource.map_or(0, |r| r.len() + 1);
         let mut s = String::with_capacity(len);
         if let Some(n) = node {
             s.push_str(n);
@@ -236,7 +239,11 @@ impl Jid {
     }
 
     fn domain_start(&self) -> usize {
-        if self.node_len == 0 { 0 } else { self.node_len as usize + 1 }
+        if self.node_len == 0 {
+            0
+        } else {
+            self.node_len as usize + 1
+        }
     }
 
     /// The localpart, if any.
@@ -275,7 +282,11 @@ impl Jid {
         if self.is_bare() {
             return self.clone();
         }
-        Jid { full: Arc::from(self.bare_str()), node_len: self.node_len, domain_end: self.domain_end }
+        Jid {
+            full: Arc::from(self.bare_str()),
+            node_len: self.node_len,
+            domain_end: self.domain_end,
+        }
     }
 
     /// The domain alone as a JID.
@@ -284,7 +295,11 @@ impl Jid {
             return self.clone();
         }
         let d = self.domain();
-        Jid { full: Arc::from(d), node_len: 0, domain_end: d.len() as u16 }
+        Jid {
+            full: Arc::from(d),
+            node_len: 0,
+            domain_end: d.len() as u16,
+        }
     }
 
     /// The normalized full string.
@@ -477,7 +492,10 @@ mod tests {
         for c in ['"', '&', '\'', ':', '<', '>', ' '] {
             let s = format!("a{c}b@example.com");
             assert_eq!(Jid::parse(&s), Err(JidError::NodePrep), "{s:?}");
-            assert_eq!(Jid::new(Some(&format!("a{c}b")), "example.com", None), Err(JidError::NodePrep));
+            assert_eq!(
+                Jid::new(Some(&format!("a{c}b")), "example.com", None),
+                Err(JidError::NodePrep)
+            );
         }
         // '/' and '@' cannot reach the node through parse (they split); check via new().
         assert_eq!(Jid::new(Some("a/b"), "x", None), Err(JidError::NodePrep));
@@ -507,9 +525,15 @@ mod tests {
         let n1023 = "a".repeat(1023);
         let n1024 = "a".repeat(1024);
         assert!(Jid::parse(&format!("{n1023}@d")).is_ok());
-        assert_eq!(Jid::parse(&format!("{n1024}@d")), Err(JidError::NodeTooLong));
+        assert_eq!(
+            Jid::parse(&format!("{n1024}@d")),
+            Err(JidError::NodeTooLong)
+        );
         assert!(Jid::parse(&format!("d/{n1023}")).is_ok());
-        assert_eq!(Jid::parse(&format!("d/{n1024}")), Err(JidError::ResourceTooLong));
+        assert_eq!(
+            Jid::parse(&format!("d/{n1024}")),
+            Err(JidError::ResourceTooLong)
+        );
         let label = "a".repeat(63);
         let mut dom = vec![label.as_str(); 16].join(".");
         dom.truncate(1023);
@@ -520,7 +544,10 @@ mod tests {
         assert_eq!(max.resource().map(str::len), Some(1023));
         assert_eq!(max.domain().len(), 1023);
         // Huge input is refused before stringprep.
-        assert_eq!(Jid::parse(&format!("{}@d", "\u{e9}".repeat(5000))), Err(JidError::NodeTooLong));
+        assert_eq!(
+            Jid::parse(&format!("{}@d", "\u{e9}".repeat(5000))),
+            Err(JidError::NodeTooLong)
+        );
     }
 
     #[test]

@@ -28,7 +28,11 @@ pub mod version;
 
 mod util;
 
+pub use error::{
+    DefinedCondition, ErrorType, StanzaError, StreamError, StreamErrorCondition, error_reply,
+};
 pub use jid::{Jid, JidError};
+pub use stanza::{Iq, IqType, Message, MessageType, Presence, PresenceType, Show, StanzaKind};
 
 /// Why an element could not be turned into a typed value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +86,9 @@ impl ParseError {
         while !value.is_char_boundary(end) {
             end -= 1;
         }
-        ParseError::BadValue { name, value: value[..end].to_owned() }
+        ParseError::BadValue {
+            name,
+            value: value[..end].to_owned(),
+        }
     }
 }

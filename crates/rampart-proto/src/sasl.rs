@@ -11,7 +11,10 @@ use crate::{Element, ParseError, ns};
 pub enum SaslClientMsg {
     /// `<auth mechanism=..>`: `initial` is `None` when no initial response was sent and
     /// `Some(empty)` for `=` (an empty initial response).
-    Auth { mechanism: String, initial: Option<Vec<u8>> },
+    Auth {
+        mechanism: String,
+        initial: Option<Vec<u8>>,
+    },
     /// `<response>`: empty content (or `=`) is a zero-length response.
     Response(Vec<u8>),
     /// `<abort/>`.
@@ -26,7 +29,10 @@ pub enum SaslServerMsg {
     /// `<success>`, with additional data if any.
     Success(Vec<u8>),
     /// `<failure>` with its condition's name and optional text.
-    Failure { condition: String, text: Option<String> },
+    Failure {
+        condition: String,
+        text: Option<String>,
+    },
 }
 
 /// Decode base64 character data: `None` for no content (whitespace only), `Some(empty)` for
@@ -39,11 +45,18 @@ fn decode(text: &str) -> Result<Option<Vec<u8>>, ParseError> {
     if compact == "=" {
         return Ok(Some(Vec::new()));
     }
-    STANDARD.decode(compact.as_bytes()).map(Some).map_err(|_| ParseError::Base64)
+    STANDARD
+        .decode(compact.as_bytes())
+        .map(Some)
+        .map_err(|_| ParseError::Base64)
 }
 
 fn encode(data: &[u8]) -> String {
-    if data.is_empty() { "=".to_owned() } else { STANDARD.encode(data) }
+    if data.is_empty() {
+        "=".to_owned()
+    } else {
+        STANDARD.encode(data)
+    }
 }
 
 impl TryFrom<&Element> for SaslClientMsg {
@@ -58,9 +71,14 @@ impl TryFrom<&Element> for SaslClientMsg {
                 if mechanism.is_empty() || mechanism.len() > 20 {
                     return Err(ParseError::bad_value("mechanism", mechanism));
                 }
-                Ok(SaslClientMsg::Auth { mechanism: mechanism.to_owned(), initial: decode(&util::text_only(e)?)? })
+                Ok(SaslClientMsg::Auth {
+                    mechanism: mechanism.to_owned(),
+                    initial: decode(&util::text_only(e)?)?,
+                })
             }
-            "response" => Ok(SaslClientMsg::Response(decode(&util::text_only(e)?)?.unwrap_or_default())),
+            "response" => Ok(SaslClientMsg::Response(
+                decode(&util::text_only(e)?)?.unwrap_or_default(),
+            )),
             "abort" => Ok(SaslClientMsg::Abort),
             _ => Err(util::wrong(e, "auth")),
         }
@@ -85,7 +103,9 @@ impl From<SaslClientMsg> for Element {
                 }
             }
             SaslClientMsg::Response(d) if d.is_empty() => Element::new("response", ns::SASL),
-            SaslClientMsg::Response(d) => Element::new("response", ns::SASL).with_text(STANDARD.encode(d)),
+            SaslClientMsg::Response(d) => {
+                Element::new("response", ns::SASL).with_text(STANDARD.encode(d))
+            }
             SaslClientMsg::Abort => Element::new("abort", ns::SASL),
         }
     }
@@ -98,8 +118,12 @@ impl TryFrom<&Element> for SaslServerMsg {
             return Err(util::wrong(e, "challenge"));
         }
         match e.name.as_str() {
-            "challenge" => Ok(SaslServerMsg::Challenge(decode(&util::text_only(e)?)?.unwrap_or_default())),
-            "success" => Ok(SaslServerMsg::Success(decode(&util::text_only(e)?)?.unwrap_or_default())),
+            "challenge" => Ok(SaslServerMsg::Challenge(
+                decode(&util::text_only(e)?)?.unwrap_or_default(),
+            )),
+            "success" => Ok(SaslServerMsg::Success(
+                decode(&util::text_only(e)?)?.unwrap_or_default(),
+            )),
             "failure" => {
                 let mut condition = None;
                 let mut text = None;
@@ -152,7 +176,11 @@ pub fn parse_mechanisms(e: &Element) -> Result<Vec<String>, ParseError> {
         .map(|c| {
             let t = util::text_only(c)?;
             let t = t.trim();
-            if t.is_empty() { Err(ParseError::bad_value("mechanism", t)) } else { Ok(t.to_owned()) }
+            if t.is_empty() {
+                Err(ParseError::bad_value("mechanism", t))
+            } else {
+                Ok(t.to_owned())
+            }
         })
         .collect()
 }
@@ -165,7 +193,11 @@ pub fn challenge(data: &[u8]) -> Element {
 /// `<success>` with base64 additional `data`; an empty element when there is none.
 pub fn success(data: &[u8]) -> Element {
     let e = Element::new("success", ns::SASL);
-    if data.is_empty() { e } else { e.with_text(STANDARD.encode(data)) }
+    if data.is_empty() {
+        e
+    } else {
+        e.with_text(STANDARD.encode(data))
+    }
 }
 
 /// `<failure><condition/>[<text xml:lang='en'>…</text>]</failure>`. `condition` is an
@@ -173,7 +205,11 @@ pub fn success(data: &[u8]) -> Element {
 pub fn failure(condition: &str, text: Option<&str>) -> Element {
     let mut e = Element::new("failure", ns::SASL).with_child(Element::new(condition, ns::SASL));
     if let Some(t) = text {
-        e = e.with_child(Element::new("text", ns::SASL).with_attr("xml:lang", "en").with_text(t));
+        e = e.with_child(
+            Element::new("text", ns::SASL)
+                .with_attr("xml:lang", "en")
+                .with_text(t),
+        );
     }
     e
 }
@@ -217,15 +253,26 @@ mod tests {
     use super::*;
 
     fn auth(text: &str) -> Element {
-        Element::new("auth", ns::SASL).with_attr("mechanism", "PLAIN").with_text(text)
+        Element::new("auth", ns::SASL)
+            .with_attr("mechanism", "PLAIN")
+            .with_text(text)
     }
 
     #[test]
     fn client_round_trip() {
         for m in [
-            SaslClientMsg::Auth { mechanism: "SCRAM-SHA-256".into(), initial: None },
-            SaslClientMsg::Auth { mechanism: "PLAIN".into(), initial: Some(Vec::new()) },
-            SaslClientMsg::Auth { mechanism: "PLAIN".into(), initial: Some(b"\0u\0p".to_vec()) },
+            SaslClientMsg::Auth {
+                mechanism: "SCRAM-SHA-256".into(),
+                initial: None,
+            },
+            SaslClientMsg::Auth {
+                mechanism: "PLAIN".into(),
+                initial: Some(Vec::new()),
+            },
+            SaslClientMsg::Auth {
+                mechanism: "PLAIN".into(),
+                initial: Some(b"\0u\0p".to_vec()),
+            },
             SaslClientMsg::Response(Vec::new()),
             SaslClientMsg::Response(b"c=biws,r=abc".to_vec()),
             SaslClientMsg::Abort,
@@ -238,33 +285,78 @@ mod tests {
     #[test]
     fn initial_response_forms() {
         let parse = |t: &str| SaslClientMsg::try_from(&auth(t)).unwrap();
-        assert_eq!(parse("="), SaslClientMsg::Auth { mechanism: "PLAIN".into(), initial: Some(vec![]) });
-        assert_eq!(parse(""), SaslClientMsg::Auth { mechanism: "PLAIN".into(), initial: None });
-        assert_eq!(parse("  \n "), SaslClientMsg::Auth { mechanism: "PLAIN".into(), initial: None });
+        assert_eq!(
+            parse("="),
+            SaslClientMsg::Auth {
+                mechanism: "PLAIN".into(),
+                initial: Some(vec![])
+            }
+        );
+        assert_eq!(
+            parse(""),
+            SaslClientMsg::Auth {
+                mechanism: "PLAIN".into(),
+                initial: None
+            }
+        );
+        assert_eq!(
+            parse("  \n "),
+            SaslClientMsg::Auth {
+                mechanism: "PLAIN".into(),
+                initial: None
+            }
+        );
         assert_eq!(
             parse("AHUA\ncA=="),
-            SaslClientMsg::Auth { mechanism: "PLAIN".into(), initial: Some(b"\0u\0p".to_vec()) }
+            SaslClientMsg::Auth {
+                mechanism: "PLAIN".into(),
+                initial: Some(b"\0u\0p".to_vec())
+            }
         );
         let resp = Element::new("response", ns::SASL).with_text("=");
-        assert_eq!(SaslClientMsg::try_from(&resp).unwrap(), SaslClientMsg::Response(vec![]));
+        assert_eq!(
+            SaslClientMsg::try_from(&resp).unwrap(),
+            SaslClientMsg::Response(vec![])
+        );
     }
 
     #[test]
     fn client_invalid() {
-        assert_eq!(SaslClientMsg::try_from(&auth("not base64!")), Err(ParseError::Base64));
-        assert_eq!(SaslClientMsg::try_from(&auth("AHUAcA=")), Err(ParseError::Base64));
+        assert_eq!(
+            SaslClientMsg::try_from(&auth("not base64!")),
+            Err(ParseError::Base64)
+        );
+        assert_eq!(
+            SaslClientMsg::try_from(&auth("AHUAcA=")),
+            Err(ParseError::Base64)
+        );
         let no_mech = Element::new("auth", ns::SASL);
-        assert_eq!(SaslClientMsg::try_from(&no_mech), Err(ParseError::MissingAttr("mechanism")));
+        assert_eq!(
+            SaslClientMsg::try_from(&no_mech),
+            Err(ParseError::MissingAttr("mechanism"))
+        );
         let empty_mech = Element::new("auth", ns::SASL).with_attr("mechanism", "");
-        assert!(matches!(SaslClientMsg::try_from(&empty_mech), Err(ParseError::BadValue { .. })));
+        assert!(matches!(
+            SaslClientMsg::try_from(&empty_mech),
+            Err(ParseError::BadValue { .. })
+        ));
         let wrong_ns = Element::new("auth", ns::TLS).with_attr("mechanism", "PLAIN");
-        assert!(matches!(SaslClientMsg::try_from(&wrong_ns), Err(ParseError::WrongElement { .. })));
+        assert!(matches!(
+            SaslClientMsg::try_from(&wrong_ns),
+            Err(ParseError::WrongElement { .. })
+        ));
         let wrong_name = Element::new("success", ns::SASL);
-        assert!(matches!(SaslClientMsg::try_from(&wrong_name), Err(ParseError::WrongElement { .. })));
+        assert!(matches!(
+            SaslClientMsg::try_from(&wrong_name),
+            Err(ParseError::WrongElement { .. })
+        ));
         let bad_resp = Element::new("response", ns::SASL).with_text("%%%");
         assert_eq!(SaslClientMsg::try_from(&bad_resp), Err(ParseError::Base64));
         let child = Element::new("response", ns::SASL).with_child(Element::new("x", ns::SASL));
-        assert!(matches!(SaslClientMsg::try_from(&child), Err(ParseError::UnexpectedChild(_))));
+        assert!(matches!(
+            SaslClientMsg::try_from(&child),
+            Err(ParseError::UnexpectedChild(_))
+        ));
     }
 
     #[test]
@@ -283,7 +375,10 @@ mod tests {
             "<mechanisms xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"><mechanism>SCRAM-SHA-256</mechanism>\
              <mechanism>PLAIN</mechanism></mechanisms>"
         );
-        assert_eq!(parse_mechanisms(&mechanisms(&["A", "B"])).unwrap(), vec!["A", "B"]);
+        assert_eq!(
+            parse_mechanisms(&mechanisms(&["A", "B"])).unwrap(),
+            vec!["A", "B"]
+        );
     }
 
     #[test]
@@ -293,14 +388,23 @@ mod tests {
             SaslServerMsg::Challenge(b"r=abc,s=x,i=4096".to_vec()),
             SaslServerMsg::Success(vec![]),
             SaslServerMsg::Success(b"v=1".to_vec()),
-            SaslServerMsg::Failure { condition: "aborted".into(), text: None },
-            SaslServerMsg::Failure { condition: "not-authorized".into(), text: Some("bad".into()) },
+            SaslServerMsg::Failure {
+                condition: "aborted".into(),
+                text: None,
+            },
+            SaslServerMsg::Failure {
+                condition: "not-authorized".into(),
+                text: Some("bad".into()),
+            },
         ] {
             let el: Element = m.clone().into();
             assert_eq!(SaslServerMsg::try_from(el).unwrap(), m);
         }
         let no_cond = Element::new("failure", ns::SASL);
-        assert_eq!(SaslServerMsg::try_from(&no_cond), Err(ParseError::MissingChild("condition")));
+        assert_eq!(
+            SaslServerMsg::try_from(&no_cond),
+            Err(ParseError::MissingChild("condition"))
+        );
         assert!(SaslServerMsg::try_from(&Element::new("abort", ns::SASL)).is_err());
     }
 
@@ -312,9 +416,15 @@ mod tests {
             "<sasl-channel-binding xmlns=\"urn:xmpp:sasl-cb:0\"><channel-binding type=\"tls-exporter\"/>\
              <channel-binding type=\"tls-server-end-point\"/></sasl-channel-binding>"
         );
-        assert_eq!(parse_channel_binding_feature(&e).unwrap(), vec!["tls-exporter", "tls-server-end-point"]);
+        assert_eq!(
+            parse_channel_binding_feature(&e).unwrap(),
+            vec!["tls-exporter", "tls-server-end-point"]
+        );
         let bad = Element::new("sasl-channel-binding", ns::SASL_CB)
             .with_child(Element::new("channel-binding", ns::SASL_CB));
-        assert_eq!(parse_channel_binding_feature(&bad), Err(ParseError::MissingAttr("type")));
+        assert_eq!(
+            parse_channel_binding_feature(&bad),
+            Err(ParseError::MissingAttr("type"))
+        );
     }
 }

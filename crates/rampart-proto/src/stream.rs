@@ -16,7 +16,13 @@ fn push_attr(out: &mut Vec<u8>, name: &str, value: &str) {
 /// Our stream header (RFC 6120 §4.7), with the XML declaration:
 /// `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='…' id='…' from='…'
 /// [to='…'] version='1.0' xml:lang='…'>`. Attribute values are escaped.
-pub fn stream_header(default_ns: &str, from: &str, to: Option<&str>, id: &str, lang: &str) -> String {
+pub fn stream_header(
+    default_ns: &str,
+    from: &str,
+    to: Option<&str>,
+    id: &str,
+    lang: &str,
+) -> String {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"<?xml version='1.0'?><stream:stream");
     push_attr(&mut out, "xmlns", default_ns);
@@ -49,7 +55,13 @@ mod tests {
     #[test]
     fn header() {
         assert_eq!(
-            stream_header(ns::CLIENT, "example.com", Some("u@example.com"), "abc", "en"),
+            stream_header(
+                ns::CLIENT,
+                "example.com",
+                Some("u@example.com"),
+                "abc",
+                "en"
+            ),
             "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
              xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='example.com' \
              to='u@example.com' version='1.0' xml:lang='en'>"

@@ -5,7 +5,11 @@ use crate::{Element, ns};
 /// `<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`, with `<required/>` if `required`.
 pub fn starttls_feature(required: bool) -> Element {
     let e = Element::new("starttls", ns::TLS);
-    if required { e.with_child(Element::new("required", ns::TLS)) } else { e }
+    if required {
+        e.with_child(Element::new("required", ns::TLS))
+    } else {
+        e
+    }
 }
 
 /// True if `e` is a client's `<starttls/>` request.

@@ -4,7 +4,11 @@ use crate::{Element, Jid, Node, ParseError, ns};
 
 /// Fail unless `e` is `<name xmlns=ns/>`.
 pub(crate) fn check(e: &Element, name: &'static str, ns: &str) -> Result<(), ParseError> {
-    if e.is(name, ns) { Ok(()) } else { Err(wrong(e, name)) }
+    if e.is(name, ns) {
+        Ok(())
+    } else {
+        Err(wrong(e, name))
+    }
 }
 
 /// Fail unless `e` is named `name` in `jabber:client` or `jabber:server`.
@@ -40,7 +44,10 @@ pub(crate) fn opt_attr(e: &Element, name: &str) -> Option<String> {
 
 /// An optional JID attribute.
 pub(crate) fn opt_jid(e: &Element, name: &str) -> Result<Option<Jid>, ParseError> {
-    e.attr(name).map(Jid::parse).transpose().map_err(ParseError::from)
+    e.attr(name)
+        .map(Jid::parse)
+        .transpose()
+        .map_err(ParseError::from)
 }
 
 /// The `xml:lang` attribute.
@@ -75,7 +82,11 @@ pub(crate) fn once<T>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<
 pub(crate) fn text_el(name: &str, ns: &str, text: impl Into<String>) -> Element {
     let text = text.into();
     let e = Element::new(name, ns);
-    if text.is_empty() { e } else { e.with_text(text) }
+    if text.is_empty() {
+        e
+    } else {
+        e.with_text(text)
+    }
 }
 
 /// Rewrite the namespace `from` to `to` on `e` and all its descendants.
