@@ -551,6 +551,25 @@ mod tests {
     }
 
     #[test]
+    fn fast_paths_agree_with_stringprep() {
+        for b in 0u8..0x80 {
+            let c = b as char;
+            let s = format!("a{c}b");
+            let fast = prep_node(&s).map(Cow::into_owned);
+            let slow = stringprep::nodeprep(&s)
+                .map(Cow::into_owned)
+                .map_err(|_| JidError::NodePrep);
+            assert_eq!(fast, slow, "node {s:?}");
+            let fast = prep_resource(&s).map(Cow::into_owned);
+            let slow = stringprep::resourceprep(&s)
+                .map(Cow::into_owned)
+                .map_err(|_| JidError::ResourcePrep);
+            assert_eq!(fast, slow, "resource {s:?}");
+        }
+        assert_eq!(j("Stra\u{df}e@x"), j("strasse@x"));
+    }
+
+    #[test]
     fn eq_hash_ord() {
         use std::collections::HashSet;
         let mut set = HashSet::new();
