@@ -2,6 +2,8 @@
 //! enforcing limits, then builds the element tree of each complete stanza.
 
 use crate::element::Element;
+use crate::scan::{Outcome, Phase, Scanner, Tok, Unit};
+use crate::tree::{self, HeaderCtx, Scratch};
 
 /// Hard limits on what a peer may send. Every limit is checked as bytes arrive.
 #[derive(Clone, Debug)]
@@ -101,13 +103,48 @@ impl XmlError {
 /// until it returns `Ok(None)` (needs more bytes). After an error the framer is poisoned and
 /// keeps returning that error. [`Framer::reset`] starts a new stream (after STARTTLS or SASL
 /// success), discarding buffered bytes.
+///
+/// Design: a resumable byte scanner ([`crate::scan`]) finds the end of each top-level unit,
+/// enforcing every limit as bytes arrive and recording token offsets; when a unit is complete
+/// the tree is built from those tokens without lexing the bytes again. UTF-8 is validated
+/// incrementally, once per byte.
 pub struct Framer {
     limits: Limits,
+    /// Received bytes; `buf[..pos]` is consumed and dropped lazily.
+    buf: Vec<u8>,
+    /// Start of unconsumed bytes (the current unit's `<` while one is in progress).
+    pos: usize,
+    /// Where the scanner resumes.
+    scan: usize,
+    /// `buf[..utf8_valid]` is valid UTF-8 (it may end before a split multi-byte char).
+    utf8_valid: usize,
+    /// Offset of the first invalid UTF-8 byte, if seen.
+    utf8_bad: Option<usize>,
+    scanner: Scanner,
+    toks: Vec<Tok>,
+    scratch: Scratch,
+    header: HeaderCtx,
+    /// An event already decided (StreamEnd after a self-closing header).
+    pending: Option<Event>,
+    error: Option<XmlError>,
 }
 
 impl Framer {
     pub fn new(limits: Limits) -> Self {
-        Framer { limits }
+        Framer {
+            limits,
+            buf: Vec::new(),
+            pos: 0,
+            scan: 0,
+            utf8_valid: 0,
+            utf8_bad: None,
+            scanner: Scanner::new(),
+            toks: Vec::new(),
+            scratch: Scratch::default(),
+            header: HeaderCtx::default(),
+            pending: None,
+            error: None,
+        }
     }
 
     /// The limits in force.
@@ -116,22 +153,173 @@ impl Framer {
     }
 
     /// Append received bytes. Cheap: no parsing happens here beyond bookkeeping.
-    pub fn feed(&mut self, _data: &[u8]) {
-        todo!("framer: implement")
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.error.is_none() {
+            self.buf.extend_from_slice(data);
+        }
     }
 
     /// The next complete event, `Ok(None)` if more bytes are needed.
     pub fn next_event(&mut self) -> Result<Option<Event>, XmlError> {
-        todo!("framer: implement")
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        match self.next_inner() {
+            Ok(ev) => Ok(ev),
+            Err(e) => {
+                self.error = Some(e.clone());
+                self.buf = Vec::new();
+                self.toks = Vec::new();
+                self.pos = 0;
+                self.scan = 0;
+                self.utf8_valid = 0;
+                self.utf8_bad = None;
+                Err(e)
+            }
+        }
     }
 
     /// Forget all state and expect a new stream header.
     pub fn reset(&mut self) {
-        todo!("framer: implement")
+        self.buf.clear();
+        self.pos = 0;
+        self.scan = 0;
+        self.utf8_valid = 0;
+        self.utf8_bad = None;
+        self.scanner = Scanner::new();
+        self.toks.clear();
+        self.header = HeaderCtx::default();
+        self.pending = None;
+        self.error = None;
     }
 
     /// Bytes received but not yet consumed by a complete event (for flood/slowloris checks).
     pub fn buffered(&self) -> usize {
-        todo!("framer: implement")
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// True once `</stream:stream>` has been received (only whitespace may follow).
+    pub fn is_closed(&self) -> bool {
+        self.scanner.phase == Phase::Closed
+    }
+
+    fn next_inner(&mut self) -> Result<Option<Event>, XmlError> {
+        if let Some(ev) = self.pending.take() {
+            return Ok(Some(ev));
+        }
+        self.validate_utf8();
+        loop {
+            let (i, outcome) = self.scanner.scan(
+                &self.buf,
+                self.scan,
+                self.utf8_valid,
+                &mut self.toks,
+                &self.limits,
+            );
+            self.scan = i;
+            match outcome {
+                Outcome::Fail(e) => return Err(e),
+                Outcome::More => {
+                    if self.utf8_bad.is_some() && i >= self.utf8_valid {
+                        return Err(XmlError::InvalidUtf8);
+                    }
+                    self.pos = if self.scanner.at_top() {
+                        i
+                    } else {
+                        self.scanner.base
+                    };
+                    self.compact();
+                    return Ok(None);
+                }
+                Outcome::Unit(kind, end) => {
+                    let ev = self.process(kind, end)?;
+                    self.pos = end;
+                    self.compact();
+                    if ev.is_some() {
+                        return Ok(ev);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Validate newly received bytes as UTF-8 (a split char at the end waits for more).
+    fn validate_utf8(&mut self) {
+        if self.utf8_bad.is_some() || self.utf8_valid >= self.buf.len() {
+            return;
+        }
+        let new = self.buf.get(self.utf8_valid..).unwrap_or(&[]);
+        match std::str::from_utf8(new) {
+            Ok(_) => self.utf8_valid = self.buf.len(),
+            Err(e) => {
+                self.utf8_valid += e.valid_up_to();
+                if e.error_len().is_some() {
+                    self.utf8_bad = Some(self.utf8_valid);
+                }
+            }
+        }
+    }
+
+    /// Turn a complete unit `buf[base..end]` into an event.
+    fn process(&mut self, kind: Unit, end: usize) -> Result<Option<Event>, XmlError> {
+        let start = self.scanner.base;
+        let raw = self
+            .buf
+            .get(start..end)
+            .ok_or_else(|| XmlError::NotWellFormed("internal: bad unit offsets".into()))?;
+        if kind == Unit::Decl {
+            tree::check_decl_unit(raw)?;
+            self.scanner.decl_seen = true;
+            return Ok(None);
+        }
+        let src = std::str::from_utf8(raw).map_err(|_| XmlError::InvalidUtf8)?;
+        match kind {
+            Unit::Decl => Ok(None),
+            Unit::Header | Unit::HeaderEmpty => {
+                let (hdr, ctx) = tree::build_header(src, &self.toks)?;
+                self.header = ctx;
+                if kind == Unit::HeaderEmpty {
+                    self.scanner.phase = Phase::Closed;
+                    self.pending = Some(Event::StreamEnd);
+                } else {
+                    self.scanner.phase = Phase::Stream;
+                }
+                Ok(Some(Event::StreamStart(hdr)))
+            }
+            Unit::Stanza => {
+                let el =
+                    tree::build_stanza(src, &self.toks, &self.header.bindings, &mut self.scratch)?;
+                Ok(Some(Event::Stanza(el)))
+            }
+            Unit::StreamEnd => {
+                tree::check_stream_end(src, &self.toks, &self.header)?;
+                self.scanner.phase = Phase::Closed;
+                Ok(Some(Event::StreamEnd))
+            }
+        }
+    }
+
+    /// Drop consumed bytes once they are at least half the buffer (amortized O(1) per byte).
+    fn compact(&mut self) {
+        let d = self.pos;
+        if d == 0 {
+            return;
+        }
+        if d >= self.buf.len() {
+            self.buf.clear();
+        } else if d >= self.buf.len() / 2 {
+            self.buf.drain(..d);
+        } else {
+            return;
+        }
+        self.pos = 0;
+        self.scan = self.scan.saturating_sub(d);
+        self.utf8_valid = self.utf8_valid.saturating_sub(d);
+        self.utf8_bad = self.utf8_bad.map(|b| b.saturating_sub(d));
+        self.scanner.shift(d);
     }
 }
+
+#[cfg(test)]
+#[path = "framer_tests.rs"]
+mod tests;

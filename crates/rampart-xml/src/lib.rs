@@ -12,9 +12,12 @@
 
 mod element;
 mod framer;
+mod scan;
+mod tree;
 
 pub use element::{Element, Node, escape_attr, escape_text};
 pub use framer::{Event, Framer, Limits, StreamHeader, XmlError};
+pub use tree::NS_XML;
 
 /// Namespace of the `stream:` prefix (RFC 6120 §4.8.1).
 pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
