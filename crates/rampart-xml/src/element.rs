@@ -124,9 +124,15 @@ impl Element {
     /// Serialize, assuming the enclosing context's default namespace is `parent_ns`
     /// (for a stanza inside a `jabber:client` stream, pass `"jabber:client"`).
     pub fn write_to(&self, out: &mut Vec<u8>, parent_ns: &str) {
+        // Inside a stream, stream-namespace elements use the `stream:` prefix the header
+        // declared (`<stream:features>`, `<stream:error>`), as every client expects.
+        let stream_prefixed = self.ns == crate::NS_STREAM && !parent_ns.is_empty();
         out.push(b'<');
+        if stream_prefixed {
+            out.extend_from_slice(b"stream:");
+        }
         out.extend_from_slice(self.name.as_bytes());
-        if self.ns != parent_ns {
+        if self.ns != parent_ns && !stream_prefixed {
             out.extend_from_slice(b" xmlns=\"");
             escape_attr(&self.ns, out);
             out.push(b'"');
@@ -150,6 +156,9 @@ impl Element {
             }
         }
         out.extend_from_slice(b"</");
+        if stream_prefixed {
+            out.extend_from_slice(b"stream:");
+        }
         out.extend_from_slice(self.name.as_bytes());
         out.push(b'>');
     }

@@ -104,10 +104,10 @@ impl XmlError {
 /// keeps returning that error. [`Framer::reset`] starts a new stream (after STARTTLS or SASL
 /// success), discarding buffered bytes.
 ///
-/// Design: a resumable byte scanner ([`crate::scan`]) finds the end of each top-level unit,
-/// enforcing every limit as bytes arrive and recording token offsets; when a unit is complete
-/// the tree is built from those tokens without lexing the bytes again. UTF-8 is validated
-/// incrementally, once per byte.
+/// Design: a resumable byte scanner (the private `scan` module) finds the end of each
+/// top-level unit, enforcing every limit as bytes arrive and recording token offsets; when a
+/// unit is complete the tree is built from those tokens without lexing the bytes again. UTF-8
+/// is validated incrementally, once per byte.
 pub struct Framer {
     limits: Limits,
     /// Received bytes; `buf[..pos]` is consumed and dropped lazily.
