@@ -1,0 +1,502 @@
+//! Client-to-server sessions (RFC 6120): STARTTLS or direct TLS (XEP-0368), SASL, resource
+//! binding, then the bound session's read/write loop that feeds the router.
+//!
+//! Each connection is one task. The phases run in order and each phase only accepts what the
+//! RFC allows there; everything before binding must finish within the handshake timeout.
+
+mod conn;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rampart_proto::error::{DefinedCondition, ErrorType, StanzaError, error_reply};
+use rampart_proto::sasl::SaslClientMsg;
+use rampart_proto::{Element, Jid, StreamError, StreamErrorCondition as Sec, bind, ns, sasl as psasl, tls as ptls};
+use rampart_sasl::{Mechanism, ServerExchange, Step};
+use rampart_xml::{Event, Limits, StreamHeader};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+pub use conn::{ConnError, XmlConn};
+
+use crate::limits::{AuthGate, AuthThrottle, ConnSlot};
+use crate::router::{Router, SessionCtx};
+use crate::sessions::Outbound;
+
+/// What every connection task shares.
+pub struct C2sShared {
+    pub router: Arc<Router>,
+    pub tls: TlsAcceptor,
+    pub throttle: AuthThrottle,
+}
+
+impl C2sShared {
+    fn xml_limits(&self) -> Limits {
+        Limits { max_stanza_bytes: self.router.config.limits.max_stanza_bytes, ..Limits::default() }
+    }
+}
+
+/// Parse a stanza kept in the store as XML text (offline messages, pending subscriptions).
+pub fn parse_stored(xml: &str) -> Option<Element> {
+    let mut framer = rampart_xml::Framer::new(Limits { max_stanza_bytes: usize::MAX / 2, ..Limits::default() });
+    framer.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>");
+    framer.feed(xml.as_bytes());
+    loop {
+        match framer.next_event() {
+            Ok(Some(Event::Stanza(el))) => return Some(el),
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Serve one accepted TCP connection until it closes.
+pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool, _slot: ConnSlot) {
+    let _ = tcp.set_nodelay(true);
+    let limits = &shared.router.config.limits;
+    let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
+    let domain = shared.router.domain.clone();
+
+    // Phase 1 (STARTTLS port only): plaintext stream until <starttls/>. A client that opens
+    // with a TLS ClientHello (record type 0x16) gets TLS at once, as on the direct-TLS port;
+    // some clients (slixmpp among them) try that first.
+    let direct_tls = direct_tls || starts_with_tls_record(&tcp, deadline).await;
+    let tcp = if direct_tls {
+        tcp
+    } else {
+        let mut conn = XmlConn::new(tcp, shared.xml_limits(), limits.stanza_timeout, &domain);
+        match tokio::time::timeout_at(deadline, starttls_phase(&mut conn, &domain)).await {
+            Ok(Ok(())) => match conn.into_inner() {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "data after STARTTLS request");
+                    return;
+                }
+            },
+            Ok(Err(e)) => {
+                log_end(peer, &e);
+                conn.close(e.to_stream_error()).await;
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "handshake timeout before TLS");
+                conn.close(Some(stream_err(Sec::ConnectionTimeout, None))).await;
+                return;
+            }
+        }
+    };
+
+    // Phase 2: TLS.
+    let tls = match tokio::time::timeout_at(deadline, shared.tls.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timeout");
+            return;
+        }
+    };
+    let channel_binding = tls_exporter(&tls);
+    let mut conn = XmlConn::new(tls, shared.xml_limits(), limits.stanza_timeout, &domain);
+
+    // Phase 3 and 4: SASL, then bind.
+    let bound = tokio::time::timeout_at(deadline, async {
+        let user = sasl_phase(&shared, &mut conn, peer, channel_binding).await?;
+        bind_phase(&shared, &mut conn, &user).await
+    })
+    .await;
+    let (ctx, rx) = match bound {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            log_end(peer, &e);
+            conn.close(e.to_stream_error()).await;
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "handshake timeout");
+            conn.close(Some(stream_err(Sec::ConnectionTimeout, None))).await;
+            return;
+        }
+    };
+    tracing::info!(%peer, jid = %ctx.jid, "session bound");
+    session_loop(&shared, conn, ctx, rx, peer).await;
+}
+
+/// Peek at the first byte: is it a TLS handshake record?
+async fn starts_with_tls_record(tcp: &TcpStream, deadline: tokio::time::Instant) -> bool {
+    let mut b = [0u8; 1];
+    matches!(tokio::time::timeout_at(deadline, tcp.peek(&mut b)).await, Ok(Ok(1)) if b[0] == 0x16)
+}
+
+fn stream_err(condition: Sec, text: Option<&str>) -> StreamError {
+    StreamError { condition, text: text.map(str::to_owned) }
+}
+
+fn log_end(peer: SocketAddr, e: &ConnError) {
+    match e {
+        ConnError::Closed | ConnError::StreamEnd => tracing::debug!(%peer, "client closed before binding"),
+        _ => tracing::info!(%peer, error = %e, "stream closed"),
+    }
+}
+
+/// RFC 9266: the tls-exporter channel binding, on TLS 1.3 only.
+fn tls_exporter(tls: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
+    let (_, conn) = tls.get_ref();
+    if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return None;
+    }
+    conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None).ok()
+}
+
+/// Wait for the client's stream header and answer with ours; checks RFC 6120 §4.7.
+async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut XmlConn<S>, domain: &str) -> Result<StreamHeader, ConnError> {
+    let header = match conn.next_event().await? {
+        Event::StreamStart(h) => h,
+        _ => return Err(ConnError::stream(Sec::NotWellFormed)),
+    };
+    conn.queue_header(header.from.as_deref());
+    if header.default_ns != ns::CLIENT {
+        return Err(ConnError::stream(Sec::InvalidNamespace));
+    }
+    match header.to.as_deref().map(Jid::parse) {
+        Some(Ok(to)) if to.as_str() == domain => {}
+        Some(_) => return Err(ConnError::stream(Sec::HostUnknown)),
+        None => return Err(ConnError::Stream(Sec::HostUnknown, Some("the stream header needs a 'to' address".into()))),
+    }
+    // RFC 6120 §4.7.5: major version 1 only.
+    let major = header.version.as_deref().and_then(|v| v.split('.').next()).and_then(|m| m.parse::<u32>().ok());
+    if major != Some(1) {
+        return Err(ConnError::stream(Sec::UnsupportedVersion));
+    }
+    Ok(header)
+}
+
+fn features(children: Vec<Element>) -> Element {
+    let mut f = Element::new("features", ns::STREAM);
+    for c in children {
+        f = f.with_child(c);
+    }
+    f
+}
+
+async fn starttls_phase(conn: &mut XmlConn<TcpStream>, domain: &str) -> Result<(), ConnError> {
+    open_stream(conn, domain).await?;
+    conn.queue(&features(vec![ptls::starttls_feature(true)]));
+    conn.flush().await?;
+    match conn.next_event().await? {
+        Event::Stanza(el) if ptls::is_starttls(&el) => {
+            conn.send(&ptls::proceed()).await?;
+            Ok(())
+        }
+        Event::Stanza(el) if el.is("auth", ns::SASL) => {
+            conn.send(&psasl::failure("encryption-required", Some("TLS is required before authentication"))).await?;
+            Err(ConnError::Stream(Sec::PolicyViolation, Some("TLS is required".into())))
+        }
+        Event::StreamEnd => Err(ConnError::StreamEnd),
+        _ => Err(ConnError::Stream(Sec::PolicyViolation, Some("TLS is required".into()))),
+    }
+}
+
+/// The authenticated account (bare JID).
+async fn sasl_phase<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &C2sShared,
+    conn: &mut XmlConn<S>,
+    peer: SocketAddr,
+    channel_binding: Option<Vec<u8>>,
+) -> Result<Jid, ConnError> {
+    let router = &shared.router;
+    open_stream(conn, &router.domain).await?;
+    let plus = channel_binding.is_some();
+    let mechs: Vec<&str> = Mechanism::ALL.iter().filter(|m| plus || !m.is_plus()).map(|m| m.name()).collect();
+    let mut feats = vec![psasl::mechanisms(&mechs)];
+    if plus {
+        // XEP-0440: which channel-binding types we support.
+        feats.push(
+            Element::new("sasl-channel-binding", ns::SASL_CB)
+                .with_child(Element::new("channel-binding", ns::SASL_CB).with_attr("type", "tls-exporter")),
+        );
+    }
+    conn.queue(&features(feats));
+    conn.flush().await?;
+
+    loop {
+        let el = match conn.next_event().await? {
+            Event::Stanza(el) => el,
+            Event::StreamEnd => return Err(ConnError::StreamEnd),
+            Event::StreamStart(_) => return Err(ConnError::stream(Sec::NotWellFormed)),
+        };
+        let msg = match SaslClientMsg::try_from(&el) {
+            Ok(m) => m,
+            Err(_) if el.ns == ns::SASL => {
+                conn.send(&psasl::failure("malformed-request", None)).await?;
+                continue;
+            }
+            Err(_) => return Err(ConnError::stream(Sec::NotAuthorized)),
+        };
+        let SaslClientMsg::Auth { mechanism, initial } = msg else {
+            conn.send(&psasl::failure("malformed-request", Some("no exchange in progress"))).await?;
+            continue;
+        };
+        if shared.throttle.check(peer.ip()) == AuthGate::Blocked {
+            tracing::warn!(%peer, "authentication refused: too many failures from this address");
+            conn.send(&psasl::failure("temporary-auth-failure", Some("too many failed attempts; try again later"))).await?;
+            continue;
+        }
+        let mech = Mechanism::from_name(&mechanism).filter(|m| plus || !m.is_plus());
+        let Some(mech) = mech else {
+            conn.send(&psasl::failure("invalid-mechanism", None)).await?;
+            continue;
+        };
+        match run_exchange(shared, conn, mech, initial, channel_binding.clone()).await? {
+            Ok(jid) => {
+                shared.throttle.succeeded(peer.ip());
+                tracing::info!(%peer, %jid, mechanism = mech.name(), "authenticated");
+                conn.framer.reset();
+                return Ok(jid);
+            }
+            Err((condition, username)) => {
+                let delay = shared.throttle.failed(peer.ip());
+                tracing::warn!(%peer, user = %username, mechanism = mech.name(), condition, "authentication failed");
+                tokio::time::sleep(delay).await;
+                conn.send(&psasl::failure(condition, None)).await?;
+            }
+        }
+    }
+}
+
+type ExchangeOutcome = Result<Jid, (&'static str, String)>;
+
+/// Run one SASL exchange to its end. Outer error: the stream must close.
+async fn run_exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &C2sShared,
+    conn: &mut XmlConn<S>,
+    mech: Mechanism,
+    initial: Option<Vec<u8>>,
+    channel_binding: Option<Vec<u8>>,
+) -> Result<ExchangeOutcome, ConnError> {
+    let router = &shared.router;
+    let plus_offered = channel_binding.is_some();
+    let mut ex = ServerExchange::new(mech, channel_binding, plus_offered, &router.config.server_secret);
+    let mut username = String::new();
+    let mut account: Option<Jid> = None;
+    let mut input = initial.unwrap_or_default();
+    let mut step = ex.step(&input);
+    loop {
+        match step {
+            Ok(Step::NeedCredentials { username: u }) => {
+                username = u;
+                account = Jid::new(Some(&username), &router.domain, None).ok();
+                let creds = match &account {
+                    Some(j) => match router.stores.accounts.get(j.as_str()).await {
+                        Ok(a) => a.map(|a| a.credentials),
+                        Err(e) => {
+                            tracing::error!(error = %e, "account lookup failed");
+                            return Ok(Err(("temporary-auth-failure", username)));
+                        }
+                    },
+                    None => None,
+                };
+                step = ex.provide_credentials(creds.as_deref());
+            }
+            Ok(Step::Challenge(data)) => {
+                conn.send(&psasl::challenge(&data)).await?;
+                let el = match conn.next_event().await? {
+                    Event::Stanza(el) => el,
+                    Event::StreamEnd => return Err(ConnError::StreamEnd),
+                    Event::StreamStart(_) => return Err(ConnError::stream(Sec::NotWellFormed)),
+                };
+                match SaslClientMsg::try_from(&el) {
+                    Ok(SaslClientMsg::Response(data)) => input = data,
+                    Ok(SaslClientMsg::Abort) => return Ok(Err(("aborted", username))),
+                    Ok(SaslClientMsg::Auth { .. }) | Err(_) if el.ns == ns::SASL => {
+                        return Ok(Err(("malformed-request", username)));
+                    }
+                    _ => return Err(ConnError::stream(Sec::NotAuthorized)),
+                }
+                step = ex.step(&input);
+            }
+            Ok(Step::Success { authzid, additional_data, .. }) => {
+                let Some(jid) = account else { return Ok(Err(("not-authorized", username))) };
+                if let Some(z) = authzid
+                    && Jid::parse(&z).map(|z| z != jid).unwrap_or(true)
+                {
+                    return Ok(Err(("invalid-authzid", username)));
+                }
+                conn.send(&psasl::success(&additional_data)).await?;
+                return Ok(Ok(jid));
+            }
+            Err(e) => return Ok(Err((e.condition(), username))),
+        }
+    }
+}
+
+async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &C2sShared,
+    conn: &mut XmlConn<S>,
+    user: &Jid,
+) -> Result<(SessionCtx, mpsc::UnboundedReceiver<Outbound>), ConnError> {
+    let router = &shared.router;
+    open_stream(conn, &router.domain).await?;
+    conn.queue(&features(vec![
+        bind::bind_feature(),
+        bind::session_feature(),
+        Element::new("ver", ns::ROSTERVER),
+        Element::new("sub", ns::PRE_APPROVAL),
+    ]));
+    conn.flush().await?;
+    loop {
+        let el = match conn.next_event().await? {
+            Event::Stanza(el) => el,
+            Event::StreamEnd => return Err(ConnError::StreamEnd),
+            Event::StreamStart(_) => return Err(ConnError::stream(Sec::NotWellFormed)),
+        };
+        let Some(req) = (el.is("iq", ns::CLIENT) && el.attr("type") == Some("set"))
+            .then(|| el.child("bind", ns::BIND))
+            .flatten()
+        else {
+            // RFC 6120 §7.1: nothing but binding before a resource is bound.
+            return Err(ConnError::Stream(Sec::NotAuthorized, Some("bind a resource first".into())));
+        };
+        let req = match bind::BindRequest::try_from(req) {
+            Ok(r) => r,
+            Err(_) => {
+                conn.send(&error_reply(&el, &StanzaError::new(ErrorType::Modify, DefinedCondition::BadRequest))).await?;
+                continue;
+            }
+        };
+        let resource = req.resource.filter(|r| !r.is_empty()).unwrap_or_else(random_resource);
+        let jid = match user.with_resource(&resource) {
+            Ok(j) => j,
+            Err(_) => {
+                conn.send(&error_reply(&el, &StanzaError::new(ErrorType::Modify, DefinedCondition::BadRequest)
+                    .with_text("invalid resource"))).await?;
+                continue;
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = router.sessions.new_id();
+        if let Some(old) = router.sessions.bind(id, jid.clone(), tx) {
+            // RFC 6120 §7.7.2.2: the newer session wins; the old one gets <conflict/>.
+            tracing::info!(%jid, "resource conflict: replacing the older session");
+            let _ = old.tx.send(Outbound::Close(stream_err(Sec::Conflict, Some("replaced by a new connection"))));
+        }
+        let mut result = Element::new("iq", ns::CLIENT).with_attr("type", "result").with_child(bind::bind_result(jid.as_str()));
+        if let Some(i) = el.attr("id") {
+            result.set_attr("id", i);
+        }
+        conn.send(&result).await?;
+        let ctx = SessionCtx { id, jid, directed: Default::default(), available: false };
+        return Ok((ctx, rx));
+    }
+}
+
+fn random_resource() -> String {
+    format!("rampart-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// Most stanzas written to the socket per flush while more are waiting.
+const MAX_BATCH: usize = 64;
+
+async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &C2sShared,
+    mut conn: XmlConn<S>,
+    mut ctx: SessionCtx,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    peer: SocketAddr,
+) {
+    let router = &shared.router;
+    let close: Option<StreamError> = 'run: loop {
+        // Handle every complete stanza already buffered.
+        loop {
+            match conn.poll_buffered() {
+                Ok(Some(Event::Stanza(el))) => {
+                    if el.ns != ns::CLIENT {
+                        tracing::info!(%peer, jid = %ctx.jid, name = %el.name, ns = %el.ns, "unsupported top-level element");
+                        break 'run Some(stream_err(Sec::UnsupportedStanzaType, None));
+                    }
+                    if let Err(e) = router.handle_client_stanza(&mut ctx, el).await {
+                        break 'run Some(e);
+                    }
+                }
+                Ok(Some(Event::StreamEnd)) => break 'run None,
+                Ok(Some(Event::StreamStart(_))) => break 'run Some(stream_err(Sec::NotWellFormed, None)),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(%peer, jid = %ctx.jid, error = %e, "stream error");
+                    break 'run e.to_stream_error();
+                }
+            }
+        }
+        let deadline = conn.partial_deadline();
+        tokio::select! {
+            r = conn.read_some() => match r {
+                Ok(true) => {}
+                Ok(false) => break 'run None,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "read failed");
+                    break 'run None;
+                }
+            },
+            msg = rx.recv() => {
+                let mut next = msg;
+                let mut n = 0;
+                while let Some(m) = next.take() {
+                    match m {
+                        Outbound::Stanza(el) => conn.queue(&el),
+                        Outbound::Close(e) => {
+                            let _ = conn.flush().await;
+                            break 'run Some(e);
+                        }
+                    }
+                    n += 1;
+                    if n < MAX_BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if let Err(e) = conn.flush().await {
+                    tracing::debug!(%peer, error = %e, "write failed");
+                    break 'run None;
+                }
+            }
+            _ = sleep_until_opt(deadline) => {
+                tracing::info!(%peer, jid = %ctx.jid, "incomplete stanza timed out");
+                break 'run Some(stream_err(Sec::ConnectionTimeout, Some("stanza not completed in time")));
+            }
+        }
+    };
+    router.session_ended(&mut ctx).await;
+    conn.close(close).await;
+    // Stanzas queued for this session but never written must not be lost: messages go back
+    // through the router (to another resource or offline storage); IQs get an error.
+    rx.close();
+    while let Some(m) = rx.recv().await {
+        if let Outbound::Stanza(el) = m {
+            requeue(router, &ctx, el).await;
+        }
+    }
+    tracing::info!(%peer, jid = %ctx.jid, "session closed");
+}
+
+async fn requeue(router: &Router, ctx: &SessionCtx, el: Element) {
+    match el.name.as_str() {
+        "message" if !matches!(el.attr("type"), Some("error" | "groupchat" | "headline")) => {
+            router.route(&ctx.jid.bare(), el).await;
+        }
+        "iq" if matches!(el.attr("type"), Some("get" | "set")) => {
+            router.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
+        }
+        _ => {}
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,61 @@
+//! XEP-0030 Service Discovery: the server's identity and features, and (empty) items;
+//! on a user's bare JID, the account identity (XEP-0030 §3.1 `account/registered`).
+
+use async_trait::async_trait;
+use rampart_proto::disco::{DiscoInfo, DiscoItems, Identity};
+use rampart_proto::{DefinedCondition, Element, ErrorType, StanzaError, ns};
+
+use crate::router::{IqHandler, Router, SessionCtx};
+
+pub struct DiscoInfoHandler;
+pub struct DiscoItemsHandler;
+
+fn get_only(iq: &Element, payload: &Element) -> Result<(), StanzaError> {
+    if iq.attr("type") != Some("get") {
+        return Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::NotAllowed));
+    }
+    if payload.attr("node").is_some() {
+        return Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::ItemNotFound));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl IqHandler for DiscoInfoHandler {
+    fn features(&self) -> &'static [&'static str] {
+        &[ns::DISCO_INFO]
+    }
+
+    async fn handle(&self, router: &Router, _: &mut SessionCtx, iq: &Element, payload: &Element) -> Result<Option<Element>, StanzaError> {
+        get_only(iq, payload)?;
+        let to_account = iq.attr("to").is_some_and(|t| t != router.domain);
+        let info = if to_account {
+            DiscoInfo {
+                node: None,
+                identities: vec![Identity { category: "account".into(), type_: "registered".into(), name: None, lang: None }],
+                features: vec![ns::DISCO_INFO.to_owned()],
+                extensions: vec![],
+            }
+        } else {
+            DiscoInfo {
+                node: None,
+                identities: vec![Identity { category: "server".into(), type_: "im".into(), name: Some("Rampart".into()), lang: None }],
+                features: router.features().into_iter().map(str::to_owned).collect(),
+                extensions: vec![],
+            }
+        };
+        Ok(Some(info.into()))
+    }
+}
+
+#[async_trait]
+impl IqHandler for DiscoItemsHandler {
+    fn features(&self) -> &'static [&'static str] {
+        &[ns::DISCO_ITEMS]
+    }
+
+    async fn handle(&self, _: &Router, _: &mut SessionCtx, iq: &Element, payload: &Element) -> Result<Option<Element>, StanzaError> {
+        get_only(iq, payload)?;
+        Ok(Some(DiscoItems { node: None, items: vec![] }.into()))
+    }
+}

@@ -1,0 +1,12 @@
+//! Feature modules, one per RFC section or XEP, hooked into the [`crate::router::Router`]:
+//! IQ handlers register by payload namespace; presence, roster subscriptions and offline
+//! storage are called by the router at their stage of the data path.
+
+pub mod disco;
+pub mod offline;
+pub mod ping;
+pub mod presence;
+pub mod roster;
+pub mod session;
+pub mod time;
+pub mod version;

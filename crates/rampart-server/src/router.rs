@@ -1,0 +1,341 @@
+//! The stanza router: the one function every stanza passes through.
+//!
+//! A client stanza enters at [`Router::handle_client_stanza`], which validates and stamps it
+//! (`from` = the session's full JID), then dispatches by kind: presence and subscriptions to
+//! [`crate::modules::presence`] and [`crate::modules::roster`], IQs for the server to the
+//! registered [`IqHandler`]s, everything else to [`Router::route`], which delivers to local
+//! sessions, the offline store, or bounces with a stanza error (RFC 6121 §8.5).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rampart_proto::error::{DefinedCondition, ErrorType, StanzaError, error_reply};
+use rampart_proto::{Element, Jid, StreamError, StreamErrorCondition, ns};
+use rampart_store::Stores;
+
+use crate::config::ServerConfig;
+use crate::modules::{self, offline, presence, roster};
+use crate::sessions::{SessionId, Sessions};
+
+/// The state of one bound client session that stanza handling needs.
+#[derive(Debug)]
+pub struct SessionCtx {
+    pub id: SessionId,
+    /// The session's full JID.
+    pub jid: Jid,
+    /// Entities this session sent directed available presence to (RFC 6121 §4.6), who must
+    /// get `unavailable` when the session goes offline.
+    pub directed: HashSet<Jid>,
+    /// Whether the session has sent initial presence.
+    pub available: bool,
+}
+
+/// An IQ `get`/`set` handler for one payload namespace, addressed to the server (or, for
+/// account-level namespaces such as the roster, to the user's own bare JID).
+#[async_trait]
+pub trait IqHandler: Send + Sync {
+    /// The feature `var`s to advertise in the server's disco#info.
+    fn features(&self) -> &'static [&'static str];
+    /// Answer the IQ: `Ok(Some(payload))` / `Ok(None)` for a result, `Err` for an error reply.
+    async fn handle(
+        &self,
+        router: &Router,
+        ctx: &mut SessionCtx,
+        iq: &Element,
+        payload: &Element,
+    ) -> Result<Option<Element>, StanzaError>;
+}
+
+/// Shared server state and the routing logic.
+pub struct Router {
+    pub domain: String,
+    pub domain_jid: Jid,
+    pub sessions: Sessions,
+    pub stores: Stores,
+    pub config: ServerConfig,
+    /// Serializes roster subscription changes so the two sides of a subscription stay
+    /// consistent (subscription changes are rare; messages never take this lock).
+    pub subscription_lock: tokio::sync::Mutex<()>,
+    /// Serializes offline-queue writes against offline flushes (see [`offline`]).
+    pub offline_lock: tokio::sync::Mutex<()>,
+    iq_handlers: HashMap<&'static str, Arc<dyn IqHandler>>,
+}
+
+/// Every IQ namespace served, with its handler, in disco order.
+fn default_handlers() -> Vec<(&'static str, Arc<dyn IqHandler>)> {
+    vec![
+        (ns::ROSTER, Arc::new(roster::RosterHandler)),
+        (ns::DISCO_INFO, Arc::new(modules::disco::DiscoInfoHandler)),
+        (ns::DISCO_ITEMS, Arc::new(modules::disco::DiscoItemsHandler)),
+        (ns::PING, Arc::new(modules::ping::PingHandler)),
+        (ns::VERSION, Arc::new(modules::version::VersionHandler)),
+        (ns::TIME, Arc::new(modules::time::TimeHandler)),
+        (ns::SESSION, Arc::new(modules::session::SessionHandler)),
+    ]
+}
+
+impl Router {
+    pub fn new(config: ServerConfig, stores: Stores) -> Result<Self, rampart_proto::JidError> {
+        let domain_jid = Jid::parse(&config.domain)?;
+        let iq_handlers = default_handlers().into_iter().collect();
+        Ok(Router {
+            domain: domain_jid.as_str().to_owned(),
+            domain_jid,
+            sessions: Sessions::default(),
+            stores,
+            config,
+            subscription_lock: tokio::sync::Mutex::new(()),
+            offline_lock: tokio::sync::Mutex::new(()),
+            iq_handlers,
+        })
+    }
+
+    /// Features of every registered IQ handler, sorted and de-duplicated.
+    pub fn features(&self) -> Vec<&'static str> {
+        let mut f: Vec<&'static str> = self.iq_handlers.values().flat_map(|h| h.features().iter().copied()).collect();
+        f.sort_unstable();
+        f.dedup();
+        f
+    }
+
+    /// Is this JID's domain ours?
+    pub fn is_local(&self, jid: &Jid) -> bool {
+        jid.domain() == self.domain
+    }
+
+    /// Entry point for a stanza received on a bound client session.
+    ///
+    /// `Err` means the stream must be closed with that error.
+    pub async fn handle_client_stanza(&self, ctx: &mut SessionCtx, mut el: Element) -> Result<(), StreamError> {
+        // RFC 6120 §8.1.2.1: the server stamps `from`; a client may only claim itself.
+        if let Some(from) = el.attr("from") {
+            let ok = Jid::parse(from).is_ok_and(|f| f == ctx.jid || f.as_str() == ctx.jid.bare_str());
+            if !ok {
+                return Err(StreamError { condition: StreamErrorCondition::InvalidFrom, text: None });
+            }
+        }
+        el.set_attr("from", ctx.jid.as_str());
+        let to = match el.attr("to") {
+            None => None,
+            Some(t) => match Jid::parse(t) {
+                Ok(j) => Some(j),
+                Err(_) => {
+                    self.bounce(&el, StanzaError::new(ErrorType::Modify, DefinedCondition::JidMalformed));
+                    return Ok(());
+                }
+            },
+        };
+        match el.name.as_str() {
+            "message" => {
+                // RFC 6120 §10.3.1: no `to` means the sender's own bare JID.
+                let to = to.unwrap_or_else(|| ctx.jid.bare());
+                self.route(&to, el).await;
+            }
+            "presence" => presence::outbound(self, ctx, to, el).await,
+            "iq" => self.client_iq(ctx, to, el).await,
+            _ => {
+                return Err(StreamError { condition: StreamErrorCondition::UnsupportedStanzaType, text: None });
+            }
+        }
+        Ok(())
+    }
+
+    async fn client_iq(&self, ctx: &mut SessionCtx, to: Option<Jid>, el: Element) {
+        let ty = el.attr("type").unwrap_or("");
+        let for_server = match &to {
+            None => true,
+            Some(j) => j.as_str() == self.domain || j.as_str() == ctx.jid.bare_str(),
+        };
+        if !for_server {
+            let to = to.unwrap_or_else(|| ctx.jid.bare());
+            self.route(&to, el).await;
+            return;
+        }
+        match ty {
+            "get" | "set" => {}
+            "result" | "error" => return, // answers to our pushes; nothing to do
+            _ => {
+                self.reply_error(ctx, &el, StanzaError::new(ErrorType::Modify, DefinedCondition::BadRequest));
+                return;
+            }
+        }
+        let mut children = el.elements();
+        let (Some(payload), None) = (children.next(), children.next()) else {
+            self.reply_error(ctx, &el, StanzaError::new(ErrorType::Modify, DefinedCondition::BadRequest));
+            return;
+        };
+        let to_self = to.as_ref().is_some_and(|j| j.as_str() == ctx.jid.bare_str());
+        let handler = self.iq_handlers.get(payload.ns.as_str());
+        // On the account's bare JID only account-level namespaces are served by the server.
+        let handler = handler.filter(|_| !to_self || matches!(payload.ns.as_str(), ns::ROSTER | ns::DISCO_INFO | ns::DISCO_ITEMS | ns::PING));
+        let answer = match handler {
+            Some(h) => h.clone().handle(self, ctx, &el, payload).await,
+            None => Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable)),
+        };
+        let reply = match answer {
+            Ok(payload) => {
+                let mut r = Element::new("iq", ns::CLIENT).with_attr("type", "result");
+                if let Some(id) = el.attr("id") {
+                    r.set_attr("id", id);
+                }
+                r.set_attr("to", ctx.jid.as_str());
+                if let Some(to) = el.attr("to") {
+                    r.set_attr("from", to);
+                }
+                if let Some(p) = payload {
+                    r = r.with_child(p);
+                }
+                r
+            }
+            Err(e) => error_reply(&el, &e),
+        };
+        self.send_to_session(ctx, reply);
+    }
+
+    /// Send a stanza straight to one bound session.
+    pub fn send_to_session(&self, ctx: &SessionCtx, stanza: Element) {
+        if let Some(r) = self.sessions.get(&ctx.jid) {
+            r.send(stanza);
+        }
+    }
+
+    fn reply_error(&self, ctx: &SessionCtx, el: &Element, err: StanzaError) {
+        self.send_to_session(ctx, error_reply(el, &err));
+    }
+
+    /// Answer `stanza` with an error to its sender, unless it is itself an error.
+    pub fn bounce(&self, stanza: &Element, err: StanzaError) {
+        if stanza.attr("type") == Some("error") {
+            return;
+        }
+        let reply = error_reply(stanza, &err);
+        let Some(to) = reply.attr("to").and_then(|t| Jid::parse(t).ok()) else { return };
+        // Errors go to the exact sender; never queue them offline.
+        if let Some(r) = self.sessions.get(&to) {
+            r.send(reply);
+        }
+    }
+
+    /// Deliver an addressed stanza (already stamped with `from`) to its destination.
+    pub async fn route(&self, to: &Jid, el: Element) {
+        if !self.is_local(to) {
+            // Federation is not available yet: nothing leaves the server.
+            self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::RemoteServerNotFound)
+                .with_text("federation with other domains is not enabled on this server"));
+            return;
+        }
+        if to.node().is_none() {
+            // Messages and presence to the server itself have no consumer yet.
+            if el.name == "iq" && matches!(el.attr("type"), Some("get" | "set")) {
+                self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
+            }
+            return;
+        }
+        match el.name.as_str() {
+            "message" => self.route_message(to, el).await,
+            "presence" => Box::pin(presence::inbound(self, to, el)).await,
+            "iq" => self.route_iq(to, el),
+            _ => {}
+        }
+    }
+
+    async fn route_message(&self, to: &Jid, el: Element) {
+        // RFC 6121 §5.2.2: an unknown or missing type is handled as `normal`.
+        let ty = match el.attr("type") {
+            Some(t @ ("chat" | "headline" | "groupchat" | "error")) => t,
+            _ => "normal",
+        };
+        if to.is_full() {
+            if let Some(r) = self.sessions.get(to) {
+                r.send(el);
+                return;
+            }
+            // RFC 6121 §8.5.3.2.1: no such resource — normal/chat/headline go on as if sent
+            // to the bare JID; groupchat is refused; errors are dropped.
+            match ty {
+                "groupchat" => {
+                    self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
+                    return;
+                }
+                "error" => return,
+                _ => {}
+            }
+        }
+        if !self.account_exists(to.bare_str()).await {
+            if matches!(ty, "normal" | "chat") {
+                self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
+            }
+            return;
+        }
+        let bare = to.bare_str();
+        let targets = self.sessions.message_targets(bare);
+        match ty {
+            "groupchat" => {
+                self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
+            }
+            "headline" => {
+                for r in self.sessions.available(bare).into_iter().filter(|r| r.priority.unwrap_or(-1) >= 0) {
+                    r.send(el.clone());
+                }
+            }
+            "error" => {
+                if let Some((last, rest)) = targets.split_last() {
+                    for r in rest {
+                        r.send(el.clone());
+                    }
+                    last.send(el);
+                }
+            }
+            _ => {
+                if targets.is_empty() {
+                    offline::store(self, to, el).await;
+                } else {
+                    let (last, rest) = targets.split_last().expect("non-empty");
+                    for r in rest {
+                        r.send(el.clone());
+                    }
+                    last.send(el);
+                }
+            }
+        }
+    }
+
+    fn route_iq(&self, to: &Jid, el: Element) {
+        if to.is_full()
+            && let Some(r) = self.sessions.get(to)
+        {
+            r.send(el);
+            return;
+        }
+        // IQs to a user's bare JID are answered by the server on the user's behalf; nothing
+        // here serves another user's account namespaces, so refuse politely.
+        self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
+    }
+
+    /// Does a local account exist? (Bound sessions prove it without a store lookup.)
+    pub async fn account_exists(&self, bare: &str) -> bool {
+        if self.sessions.is_bound(bare) {
+            return true;
+        }
+        match self.stores.accounts.get(bare).await {
+            Ok(a) => a.is_some(),
+            Err(e) => {
+                tracing::error!(error = %e, "account lookup failed");
+                false
+            }
+        }
+    }
+
+    /// A bound session has ended: tell whoever saw it online, and forget it.
+    pub async fn session_ended(&self, ctx: &mut SessionCtx) {
+        if ctx.available {
+            let unavailable = Element::new("presence", ns::CLIENT)
+                .with_attr("type", "unavailable")
+                .with_attr("from", ctx.jid.as_str());
+            presence::outbound(self, ctx, None, unavailable).await;
+        }
+        self.sessions.unbind(ctx.id, &ctx.jid);
+    }
+}
+

@@ -1,0 +1,128 @@
+//! Listeners and the accept loops: per-IP connection limits, then one task per connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rampart_store::Stores;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::c2s::{self, C2sShared};
+use crate::config::ServerConfig;
+use crate::limits::{AuthThrottle, ConnCounter};
+use crate::router::Router;
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("invalid domain {0:?}: {1}")]
+    Domain(String, rampart_proto::JidError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// A configured server, not yet listening.
+pub struct Server {
+    router: Arc<Router>,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+/// A server whose listeners are bound; [`BoundServer::run`] serves until shutdown.
+pub struct BoundServer {
+    shared: Arc<C2sShared>,
+    listeners: Vec<(TcpListener, bool)>,
+    counter: Arc<ConnCounter>,
+}
+
+impl Server {
+    pub fn new(config: ServerConfig, stores: Stores, tls: Arc<rustls::ServerConfig>) -> Result<Self, ServerError> {
+        let domain = config.domain.clone();
+        let router = Router::new(config, stores).map_err(|e| ServerError::Domain(domain, e))?;
+        Ok(Server { router: Arc::new(router), tls })
+    }
+
+    /// The router (for tests and embedding).
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// Bind every configured listener.
+    pub async fn bind(self) -> Result<BoundServer, ServerError> {
+        let cfg = &self.router.config;
+        let mut listeners = Vec::new();
+        for (addr, direct_tls) in [(cfg.c2s, false), (cfg.c2s_tls, true)] {
+            if let Some(addr) = addr {
+                let l = TcpListener::bind(addr).await.map_err(|e| ServerError::Bind(addr, e))?;
+                listeners.push((l, direct_tls));
+            }
+        }
+        let limits = &cfg.limits;
+        let throttle = AuthThrottle::new(limits.auth_failures, limits.auth_window, limits.auth_block);
+        let shared = Arc::new(C2sShared { router: self.router.clone(), tls: TlsAcceptor::from(self.tls), throttle });
+        Ok(BoundServer { shared, listeners, counter: Arc::new(ConnCounter::default()) })
+    }
+}
+
+impl BoundServer {
+    /// Addresses actually bound, as `(addr, direct_tls)` (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<(SocketAddr, bool)> {
+        self.listeners.iter().filter_map(|(l, t)| l.local_addr().ok().map(|a| (a, *t))).collect()
+    }
+
+    pub fn router(&self) -> &Arc<Router> {
+        &self.shared.router
+    }
+
+    /// Accept connections until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (listener, direct_tls) in self.listeners {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, kind = if direct_tls { "c2s direct TLS" } else { "c2s STARTTLS" }, "listening");
+            }
+            tasks.spawn(accept_loop(listener, direct_tls, self.shared.clone(), self.counter.clone()));
+        }
+        shutdown.await;
+        tracing::info!("shutting down");
+        tasks.abort_all();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, direct_tls: bool, shared: Arc<C2sShared>, counter: Arc<ConnCounter>) {
+    let max = shared.router.config.limits.max_connections_per_ip;
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(slot) = counter.acquire(peer.ip(), max) else {
+            tracing::warn!(%peer, "too many connections from this address");
+            tokio::spawn(refuse(tcp, direct_tls, shared.router.domain.clone()));
+            continue;
+        };
+        tokio::spawn(c2s::serve(shared.clone(), tcp, peer, direct_tls, slot));
+    }
+}
+
+/// Turn away a connection over the per-address limit: on the STARTTLS port with a stream
+/// error the client can read, on the direct-TLS port by closing.
+async fn refuse(mut tcp: TcpStream, direct_tls: bool, domain: String) {
+    if !direct_tls {
+        let err: rampart_proto::Element = rampart_proto::StreamError {
+            condition: rampart_proto::StreamErrorCondition::PolicyViolation,
+            text: Some("too many connections from your address".into()),
+        }
+        .into();
+        let mut out = rampart_proto::stream::stream_header(rampart_proto::ns::CLIENT, &domain, None, "refused", "en").into_bytes();
+        err.write_to(&mut out, rampart_proto::ns::CLIENT);
+        out.extend_from_slice(rampart_proto::stream::STREAM_CLOSE.as_bytes());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tcp.write_all(&out)).await;
+    }
+    let _ = tcp.shutdown().await;
+}

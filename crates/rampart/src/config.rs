@@ -1,0 +1,240 @@
+//! The TOML configuration file: parsing, defaults, validation (`rampart config check`), and
+//! conversion into the server's runtime settings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rampart_server::ServerLimits;
+use serde::Deserialize;
+
+/// The whole file. Unknown keys are errors (`deny_unknown_fields`) that name the key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub listen: Option<ListenConfig>,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    pub c2s: Option<String>,
+    pub c2s_tls: Option<String>,
+    pub s2s: Option<String>,
+    pub http: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_stanza_bytes: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub handshake_timeout_secs: Option<u64>,
+    pub stanza_timeout_secs: Option<u64>,
+    pub auth_failures: Option<u32>,
+    pub auth_window_secs: Option<u64>,
+    pub auth_block_secs: Option<u64>,
+    pub offline_limit: Option<usize>,
+}
+
+fn default_domain() -> String {
+    "localhost".into()
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./rampart-data")
+}
+
+pub const DEFAULT_C2S: &str = "0.0.0.0:5222";
+pub const DEFAULT_C2S_TLS: &str = "0.0.0.0:5223";
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub domain: String,
+    pub data_dir: PathBuf,
+    pub c2s: Option<SocketAddr>,
+    pub c2s_tls: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub limits: ServerLimits,
+    /// Where it came from, for messages.
+    pub source: String,
+}
+
+/// Find and load the configuration: `--config`/`RAMPART_CONFIG`, else `./rampart.toml` if it
+/// exists, else built-in defaults.
+pub fn load(explicit: Option<&Path>) -> Result<Config> {
+    match explicit {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
+            parse(&text, &p.display().to_string(), p.parent())
+        }
+        None if Path::new("rampart.toml").exists() => {
+            let text = std::fs::read_to_string("rampart.toml").context("reading ./rampart.toml")?;
+            parse(&text, "./rampart.toml", None)
+        }
+        None => parse("", "built-in defaults", None),
+    }
+}
+
+/// Parse and validate. Every error names the key and the reason.
+pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
+    let file: FileConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{source}: {}", describe_toml_error(text, &e)))?;
+    let domain = rampart_proto::Jid::parse(&file.domain)
+        .ok()
+        .filter(|j| j.node().is_none() && j.resource().is_none())
+        .with_context(|| format!("{source}: domain: {:?} is not a valid XMPP domain", file.domain))?
+        .as_str()
+        .to_owned();
+    let addr = |key: &str, v: &str| -> Result<SocketAddr> {
+        v.parse().map_err(|_| anyhow::anyhow!("{source}: listen.{key}: {v:?} is not an address of the form IP:PORT"))
+    };
+    let (c2s, c2s_tls) = match &file.listen {
+        // No [listen] table: the built-in listeners.
+        None => (Some(addr("c2s", DEFAULT_C2S)?), Some(addr("c2s_tls", DEFAULT_C2S_TLS)?)),
+        Some(l) => {
+            if l.s2s.is_some() {
+                bail!("{source}: listen.s2s: federation (server-to-server) is not available in this version of Rampart");
+            }
+            if l.http.is_some() {
+                bail!("{source}: listen.http: the HTTP listener is not available in this version of Rampart");
+            }
+            let c2s = addr("c2s", l.c2s.as_deref().unwrap_or(DEFAULT_C2S))?;
+            let c2s_tls = l.c2s_tls.as_deref().map(|v| addr("c2s_tls", v)).transpose()?;
+            (Some(c2s), c2s_tls)
+        }
+    };
+    match (&file.tls.cert, &file.tls.key) {
+        (Some(c), Some(k)) => {
+            for (key, p) in [("tls.cert", c), ("tls.key", k)] {
+                if !p.is_file() {
+                    bail!("{source}: {key}: file {} does not exist", p.display());
+                }
+            }
+        }
+        (Some(_), None) => bail!("{source}: tls.key: required when tls.cert is set"),
+        (None, Some(_)) => bail!("{source}: tls.cert: required when tls.key is set"),
+        (None, None) => {}
+    }
+    let d = ServerLimits::default();
+    let l = &file.limits;
+    let positive = |key: &str, v: Option<u64>, default: Duration| -> Result<Duration> {
+        match v {
+            Some(0) => bail!("{source}: limits.{key}: must be at least 1"),
+            Some(s) => Ok(Duration::from_secs(s)),
+            None => Ok(default),
+        }
+    };
+    let limits = ServerLimits {
+        max_stanza_bytes: match l.max_stanza_bytes {
+            Some(n) if !(1024..=16 * 1024 * 1024).contains(&n) => {
+                bail!("{source}: limits.max_stanza_bytes: must be between 1024 and 16777216")
+            }
+            Some(n) => n,
+            None => d.max_stanza_bytes,
+        },
+        max_connections_per_ip: match l.max_connections_per_ip {
+            Some(0) => bail!("{source}: limits.max_connections_per_ip: must be at least 1"),
+            Some(n) => n,
+            None => d.max_connections_per_ip,
+        },
+        handshake_timeout: positive("handshake_timeout_secs", l.handshake_timeout_secs, d.handshake_timeout)?,
+        stanza_timeout: positive("stanza_timeout_secs", l.stanza_timeout_secs, d.stanza_timeout)?,
+        auth_failures: match l.auth_failures {
+            Some(0) => bail!("{source}: limits.auth_failures: must be at least 1"),
+            Some(n) => n,
+            None => d.auth_failures,
+        },
+        auth_window: positive("auth_window_secs", l.auth_window_secs, d.auth_window)?,
+        auth_block: positive("auth_block_secs", l.auth_block_secs, d.auth_block)?,
+        offline_limit: l.offline_limit.unwrap_or(d.offline_limit),
+    };
+    Ok(Config {
+        domain,
+        data_dir: file.data_dir,
+        c2s,
+        c2s_tls,
+        tls_cert: file.tls.cert,
+        tls_key: file.tls.key,
+        limits,
+        source: source.to_owned(),
+    })
+}
+
+/// toml's errors say "unknown field `foo`" with a byte span; name the key in full
+/// (`listen.foo`) by finding the table header above the span.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_owned();
+    let Some(span) = e.span() else { return msg };
+    let start = span.start.min(text.len());
+    let key = text.get(span.clone()).unwrap_or("").trim().trim_matches('"').to_owned();
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    let full = match (table, key.is_empty()) {
+        (_, true) => return msg,
+        (Some(t), false) if !key.starts_with('[') => format!("{t}.{key}"),
+        _ => key,
+    };
+    format!("{full}: {msg}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_file() {
+        let c = parse("", "t", None).unwrap();
+        assert_eq!(c.domain, "localhost");
+        assert_eq!(c.c2s.unwrap().port(), 5222);
+        assert_eq!(c.c2s_tls.unwrap().port(), 5223);
+    }
+
+    #[test]
+    fn listen_table_turns_off_missing_listeners() {
+        let c = parse("[listen]\nc2s = \"127.0.0.1:1\"\n", "t", None).unwrap();
+        assert!(c.c2s_tls.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("[listen]\nfoo = 1\n", "t", None).unwrap_err().to_string();
+        assert!(e.contains("foo"), "{e}");
+        let e = parse("colour = 1\n", "t", None).unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = parse("[listen]\nc2s = \"nope\"\n", "t", None).unwrap_err().to_string();
+        assert!(e.contains("listen.c2s"), "{e}");
+        let e = parse("domain = \"a b\"\n", "t", None).unwrap_err().to_string();
+        assert!(e.contains("domain"), "{e}");
+        let e = parse("[tls]\ncert = \"/nonexistent\"\nkey = \"/nonexistent\"\n", "t", None).unwrap_err().to_string();
+        assert!(e.contains("tls.cert"), "{e}");
+        let e = parse("[limits]\nstanza_timeout_secs = 0\n", "t", None).unwrap_err().to_string();
+        assert!(e.contains("limits.stanza_timeout_secs"), "{e}");
+    }
+}
