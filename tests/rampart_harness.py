@@ -94,6 +94,14 @@ def _fast_hi(self, text, salt, iterations):  # pragma: no cover - trivial
 _sasl_mechanisms.SCRAM.Hi = _fast_hi
 
 
+def wait_fd(fd: int, write: bool = False, timeout: float | None = 0.0) -> bool:
+    """poll() for readability/writability (select() breaks above fd 1023)."""
+    p = select.poll()
+    p.register(fd, (select.POLLOUT if write else select.POLLIN) | select.POLLERR | select.POLLHUP)
+    ms = None if timeout is None else max(0, int(timeout * 1000))
+    return bool(p.poll(ms))
+
+
 def local(tag: str) -> str:
     """Local name of an ElementTree tag ('{ns}name' -> 'name')."""
     return tag.rsplit("}", 1)[-1]
@@ -377,7 +385,7 @@ class Client(slixmpp.ClientXMPP):
     def __init__(self, server: RampartServer, jid: str, password: str, *,
                  direct_tls: bool = False, sasl_mech: str | None = None):
         super().__init__(jid, password, sasl_mech=sasl_mech)
-        self.server = server
+        self.rampart = server
         ctx = ssl.create_default_context(cafile=str(server.cert_path))
         ctx.check_hostname = True
         ctx.verify_mode = ssl.CERT_REQUIRED
@@ -453,7 +461,7 @@ class Client(slixmpp.ClientXMPP):
         loop = asyncio.get_running_loop()
         self._outcome = loop.create_future()
         self.disconnected_event.clear()
-        port = self.server.c2s_tls_port if self.direct_tls else self.server.c2s_port
+        port = self.rampart.c2s_tls_port if self.direct_tls else self.rampart.c2s_port
         self.connect(HOST, port)
         try:
             outcome = await asyncio.wait_for(asyncio.shield(self._outcome), timeout)
@@ -634,8 +642,7 @@ class RawXMPP:
         if self.closed:
             return b""
         if not self._pending():
-            r, _, _ = select.select([self._fileno()], [], [], max(timeout, 0))
-            if not r:
+            if not wait_fd(self._fileno(), timeout=max(timeout, 0)):
                 return None
         try:
             data = self._recv_raw(65536)
@@ -677,8 +684,7 @@ class RawXMPP:
             got = self.recv_some(0)
             if got is not None:  # server said something or closed
                 break
-            _, w, _ = select.select([], [self._fileno()], [], 5)
-            if not w:
+            if not wait_fd(self._fileno(), write=True, timeout=5):
                 break
             if not self.send(data[sent:sent + chunk]):
                 break
@@ -885,9 +891,9 @@ class PlusRawXMPP(RawXMPP):
                 conn.do_handshake()
                 break
             except SSL.WantReadError:
-                select.select([plain], [], [], max(0.0, deadline - time.monotonic()))
+                wait_fd(plain.fileno(), timeout=max(0.0, deadline - time.monotonic()))
             except SSL.WantWriteError:
-                select.select([], [plain], [], max(0.0, deadline - time.monotonic()))
+                wait_fd(plain.fileno(), write=True, timeout=max(0.0, deadline - time.monotonic()))
             if time.monotonic() > deadline:
                 raise TimeoutError("TLS handshake timed out")
         # Pin the server certificate (pyOpenSSL does not check host names).
@@ -932,9 +938,9 @@ class PlusRawXMPP(RawXMPP):
                 n = self.conn.send(view.tobytes()[:16384])
                 view = view[n:]
             except SSL.WantWriteError:
-                select.select([], [self.plain_sock], [], 1)
+                wait_fd(self.plain_sock.fileno(), write=True, timeout=1)
             except SSL.WantReadError:
-                select.select([self.plain_sock], [], [], 1)
+                wait_fd(self.plain_sock.fileno(), timeout=1)
             except (SSL.SysCallError, SSL.Error) as e:
                 raise BrokenPipeError(str(e))
             if time.monotonic() > deadline:

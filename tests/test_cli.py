@@ -15,6 +15,10 @@ import pytest
 from rampart_harness import DOMAIN, LoginFailed, User
 
 
+# Some tests here fail logins on purpose; keep the per-IP throttle out of the way.
+RAMPART_LIMITS = {"auth_failures": 10000}
+
+
 def fresh_jid(prefix="cli"):
     return f"{prefix}{secrets.token_hex(4)}@{DOMAIN}"
 
@@ -191,3 +195,15 @@ def test_config_check_bad_limit_type(server, tmp_path):
                    config=write_cfg(tmp_path, server, extra_listen="\n[limits]\nmax_stanza_bytes = 'lots'"))
     assert r.returncode != 0, "a string for max_stanza_bytes was accepted"
     assert "max_stanza_bytes" in (r.stderr + r.stdout), r.stderr
+
+
+def test_config_check_missing_cert_file(server, tmp_path):
+    missing = tmp_path / "no-such-cert.pem"
+    key = tmp_path / "key.pem"
+    key.write_text("not really a key\n")
+    r = server.cli("config", "check", config=write_cfg(
+        tmp_path, server, extra=f'\n[tls]\ncert = "{missing}"\nkey = "{key}"\n'))
+    # NB: write_cfg puts `extra` before [listen]; a [tls] table there is fine
+    assert r.returncode != 0, "a missing certificate file was accepted"
+    out = r.stderr + r.stdout
+    assert "tls.cert" in out and str(missing) in out, f"message: {out!r}"

@@ -12,6 +12,7 @@ bounces with resource-constraint (type wait).
 
 import asyncio
 import datetime as dt
+import re
 
 from rampart_harness import DOMAIN, NS_DELAY, stanza_error
 
@@ -19,13 +20,14 @@ RAMPART_LIMITS = {"offline_limit": 5}
 
 
 def parse_stamp(stamp: str) -> dt.datetime:
-    s = stamp.replace("Z", "+00:00")
-    if "." in s:  # trim fractional seconds to what fromisoformat accepts
-        head, frac = s.split(".", 1)
-        digits = "".join(ch for ch in frac if ch.isdigit())
-        tz = frac[len(digits):]
-        s = f"{head}.{digits[:6].ljust(6, '0')}{tz}"
-    return dt.datetime.fromisoformat(s)
+    """XEP-0082 DateTime -> aware datetime (fractional part cut to µs)."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?", stamp)
+    assert m, f"stamp {stamp!r} is not a XEP-0082 DateTime"
+    base, frac, tz = m.groups()
+    assert tz, f"stamp without timezone: {stamp!r}"
+    frac = (frac or "0")[:6].ljust(6, "0")
+    tz = "+00:00" if tz == "Z" else tz
+    return dt.datetime.fromisoformat(f"{base}.{frac}{tz}")
 
 
 async def test_offline_messages_delivered_in_order_with_delay(server, new_user, clients):
