@@ -17,11 +17,28 @@ from rampart_harness import HOST, RawXMPP, assert_server_serves
 RAMPART_LIMITS = {"max_connections_per_ip": 3}
 
 
-def open_stream_conn(server, source_ip=None):
-    raw = RawXMPP(server, source_ip=source_ip)
-    raw.open_stream()
-    raw.features()
-    return raw
+def hold(server, n=3, timeout=5.0):
+    """Open n streams from 127.0.0.1. Connections closed just before (e.g.
+    by the previous test) are released by the server asynchronously, once
+    it reads their EOF, so a refusal is retried for a few seconds."""
+    held = []
+    deadline = time.monotonic() + timeout
+    while len(held) < n:
+        raw = RawXMPP(server)
+        raw.open_stream()
+        el = raw.next_element(10)
+        if el is not None and el.tag == "{http://etherx.jabber.org/streams}features":
+            held.append(raw)
+            continue
+        raw.close()
+        if time.monotonic() > deadline:
+            for h in held:
+                h.close()
+            raise AssertionError(
+                f"could not hold {n} connections from 127.0.0.1 within {timeout}s "
+                f"(got {len(held)}; last answer: {raw.describe()})")
+        time.sleep(0.2)
+    return held
 
 
 def read_refusal(server, port, source_ip=None) -> RawXMPP:
@@ -48,7 +65,7 @@ async def wait_until_serves(server, timeout=10):
 
 
 async def test_extra_connection_on_starttls_port_gets_policy_violation(server):
-    held = [open_stream_conn(server) for _ in range(3)]
+    held = hold(server)
     try:
         extra = read_refusal(server, server.c2s_port)
         try:
@@ -69,7 +86,7 @@ async def test_extra_connection_on_starttls_port_gets_policy_violation(server):
 
 
 async def test_extra_connection_on_tls_port_is_closed(server):
-    held = [open_stream_conn(server) for _ in range(3)]
+    held = hold(server)
     try:
         s = socket.create_connection((HOST, server.c2s_tls_port), timeout=5)
         try:
@@ -97,7 +114,7 @@ async def test_extra_connection_on_tls_port_is_closed(server):
 
 
 async def test_limit_is_per_source_address(server, new_user):
-    held = [open_stream_conn(server) for _ in range(3)]
+    held = hold(server)
     try:
         other = RawXMPP(server, source_ip="127.0.0.2")
         try:
@@ -112,7 +129,7 @@ async def test_limit_is_per_source_address(server, new_user):
 
 async def test_slots_are_freed_when_connections_close(server, new_user):
     for _round in range(3):
-        held = [open_stream_conn(server) for _ in range(3)]
+        held = hold(server)
         for raw in held:
             raw.close()
         await asyncio.sleep(0.3)
