@@ -1,0 +1,491 @@
+//! Rampart's compliance archive: a hash-chained, signed, searchable journal of every
+//! message, presence-subscription change, login and logout that crosses the server.
+//!
+//! # What it records and how
+//! The router calls [`Archive::append`] for every stanza it handles (inbound, outbound or
+//! local; delivered, stored offline, bounced or blocked with the guard's verdict) before it
+//! delivers. `append` returns only once the record is committed to disk (`synchronous =
+//! FULL`), so a delivered stanza is in the archive after a crash. Concurrent appends are
+//! group-committed: one writer task gathers the appends that arrive within
+//! [`ArchiveOptions::group_commit_window`] (1 ms by default) into one transaction, and each
+//! caller awaits that commit. Client hints (XEP-0334 `no-store`) are not consulted here.
+//!
+//! # The chain
+//! Every record gets a dense sequence number from 1 and a chain hash
+//! `hash(n) = SHA-256(domain || seq || hash(n-1) || digest(record n))`, where the digest is
+//! SHA-256 over a length-prefixed encoding of every field; the exact encoding is in [`hash`].
+//! The archive holds an Ed25519 key (`archive-signing.key`, mode 0600, public half in
+//! `archive-signing.pub`) and signs:
+//! - **checkpoints** (seq, hash, time): every [`ArchiveOptions::checkpoint_every_records`]
+//!   records, every [`ArchiveOptions::checkpoint_interval`] if anything was appended, and on
+//!   [`Archive::checkpoint`];
+//! - **tombstones**: when retention deletes a segment it stores (first seq, last seq, hash
+//!   entering the segment, last hash, time span, deletion time), signed, and the chain
+//!   continues across it.
+//!
+//! # What `verify` detects, and what it cannot
+//! [`Archive::verify`] walks the chain from genesis and reports the first bad seq:
+//! - a changed byte in any field of any record, or in its stored hash (hash mismatch);
+//! - a deleted record in the middle (gap) or at the start;
+//! - reordered or swapped records (the seq is hashed, and prev links break);
+//! - a tombstone or checkpoint that is forged or altered (bad signature), that does not
+//!   link to the chain, or records reappearing inside a tombstoned range;
+//! - truncation of the tail **up to the last stored checkpoint** (a signed checkpoint names a
+//!   seq beyond the chain end), and any truncation that did not also rewrite the stored chain
+//!   head.
+//!
+//! It cannot detect, from the database alone:
+//! - truncation of records appended after the last checkpoint when the attacker also deletes
+//!   the newer checkpoints and rewrites the head row: keep the last checkpoint somewhere else
+//!   (export it, ship it to a log server) and pass it to [`Archive::verify_against`];
+//! - a rewrite by someone holding the signing key: whoever can read `archive-signing.key` can
+//!   recompute the chain and re-sign. Protect the key (it is refused if group/world readable),
+//!   publish the public key, and anchor checkpoints outside the host;
+//! - changes to the search indexes (`parties`, `records_fts`) or the `segments` bookkeeping:
+//!   they can hide records from search or MAM but not alter the record of what was said.
+//!
+//! # Retention and legal holds
+//! Records are grouped in segments: a segment ends at a UTC day boundary or after
+//! [`ArchiveOptions::segment_max_records`]. [`Archive::apply_retention`] deletes whole
+//! segments whose newest record is older than the cutoff, never the open (newest) segment,
+//! and never a segment in which any record matches an active [`LegalHold`]. It re-verifies a
+//! segment's hashes before deleting it, so it never signs a tombstone over tampered data.
+//!
+//! # Export and independent verification
+//! [`Archive::export`] writes `records.jsonl` (one [`Record`] per line, all fields plus
+//! `seq`, `hash`, `prev_hash`), `manifest.json` ([`ExportManifest`]) and, for
+//! [`ExportFormat::Eml`], one RFC 5322 message per record under `eml/` (a readable rendering;
+//! the evidence is `records.jsonl`). The manifest carries the archive's public key, a signed
+//! checkpoint at or after the newest exported record, the **spine** (the content digest of
+//! every record from the oldest exported one to the checkpoint, which reveals no content),
+//! the tombstones in that range, and SHA-256 of every written file.
+//!
+//! An outside party verifies an export, with [`verify_export`] or by hand, like this:
+//! 1. Obtain the archive's public key out of band and compare it with `public_key`.
+//! 2. Check the checkpoint's Ed25519 signature over [`hash::checkpoint_message`].
+//! 3. Start with `running = prev_hash` of the oldest exported record. For every spine entry
+//!    `(seq, digest)` in order, `running = SHA-256("rampart-archive/chain/v1" || u64be seq ||
+//!    running || digest)`; where a tombstone starts, check its signature and that its
+//!    `prev_hash` equals `running`, then continue from its `last_hash`.
+//! 4. For every exported record, recompute its digest from its fields ([`hash`] module) and
+//!    check it equals the spine digest at its seq, and that `prev_hash`/`hash` equal the
+//!    running values before/after that seq.
+//! 5. The final `running` must equal the checkpoint's hash, at the checkpoint's seq.
+//! 6. Check the SHA-256 of each file listed in `files`.
+//!
+//! # MAM
+//! [`Archive::mam_query`] serves XEP-0313 for a user's own view: messages with a body, sent
+//! or received by the owner, that were delivered or stored offline (messages the guard
+//! blocked, quarantined or that bounced are kept for compliance but not shown). Archive ids
+//! are sequence numbers as strings.
+
+pub mod backend;
+mod error;
+mod export;
+pub mod hash;
+mod keys;
+pub mod sqlite;
+mod types;
+mod verify;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use crate::backend::{ArchiveBackend, Segment, StoredRow};
+pub use crate::error::{ArchiveError, Result};
+pub use crate::export::verify_export;
+pub use crate::keys::{KEY_FILE, PUBLIC_KEY_FILE};
+pub use crate::sqlite::{DB_FILE, SqliteBackend};
+pub use crate::types::*;
+
+use crate::keys::Signer;
+
+/// Queue depth in front of the writer task.
+const QUEUE: usize = 16_384;
+/// Metadata key holding the public key (hex) the archive was created with.
+const META_PUBLIC_KEY: &str = "signing_public_key";
+
+enum Cmd {
+    Append(NewRecord, oneshot::Sender<Result<u64>>),
+    Checkpoint(oneshot::Sender<Result<Checkpoint>>),
+}
+
+struct Inner {
+    backend: Box<dyn ArchiveBackend>,
+    signer: Signer,
+    opts: ArchiveOptions,
+    /// Committed append transactions (batches) since open.
+    commits: AtomicU64,
+}
+
+/// The compliance archive. `Send + Sync`; share it in an [`Arc`].
+///
+/// Dropping the last handle stops the writer task after it drains the queue.
+pub struct Archive {
+    inner: Arc<Inner>,
+    tx: mpsc::Sender<Cmd>,
+}
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("public_key", &hex::encode(self.public_key()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Archive {
+    /// Open the archive in `dir` (created if missing): `archive.db` and the signing key
+    /// `archive-signing.key` (generated, mode 0600, if missing). Fails if the key does not
+    /// match the one the database was created with.
+    pub async fn open(dir: &Path, opts: ArchiveOptions) -> Result<Archive> {
+        std::fs::create_dir_all(dir).map_err(|e| ArchiveError::io(dir, e))?;
+        let signer = Signer::load_or_create(dir)?;
+        let backend = SqliteBackend::open(&dir.join(DB_FILE)).await?;
+        Archive::with_backend(Box::new(backend), signer, opts).await
+    }
+
+    /// A fresh in-memory archive with a random key (tests).
+    pub async fn open_in_memory_for_tests(opts: ArchiveOptions) -> Result<Archive> {
+        let backend = SqliteBackend::open_in_memory().await?;
+        Archive::with_backend(Box::new(backend), Signer::generate(), opts).await
+    }
+
+    async fn with_backend(
+        backend: Box<dyn ArchiveBackend>,
+        signer: Signer,
+        opts: ArchiveOptions,
+    ) -> Result<Archive> {
+        let pk = hex::encode(signer.public_key());
+        let stored = backend.meta_init(META_PUBLIC_KEY, &pk).await?;
+        if stored != pk {
+            return Err(ArchiveError::Key(format!(
+                "the archive was created with public key {stored}, the key file holds {pk}"
+            )));
+        }
+        let inner = Arc::new(Inner {
+            backend,
+            signer,
+            opts,
+            commits: AtomicU64::new(0),
+        });
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(writer(inner.clone(), rx));
+        Ok(Archive { inner, tx })
+    }
+
+    /// The Ed25519 public key that signs checkpoints and tombstones.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.inner.signer.public_key()
+    }
+
+    /// Append transactions committed by this handle's writer since open (each holds one or
+    /// more records: group commit).
+    pub fn commit_count(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    /// The storage backend (read access for tools and tests).
+    pub fn backend(&self) -> &dyn ArchiveBackend {
+        &*self.inner.backend
+    }
+
+    /// Append one record durably; returns its sequence number.
+    pub async fn append(&self, rec: NewRecord) -> Result<u64> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Append(rec, tx))
+            .await
+            .map_err(|_| ArchiveError::Closed)?;
+        rx.await.map_err(|_| ArchiveError::Closed)?
+    }
+
+    /// Make and store a signed checkpoint of the current head.
+    pub async fn checkpoint(&self) -> Result<Checkpoint> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Checkpoint(tx))
+            .await
+            .map_err(|_| ArchiveError::Closed)?;
+        rx.await.map_err(|_| ArchiveError::Closed)?
+    }
+
+    /// Walk the whole chain (see the crate docs for what is detected).
+    pub async fn verify(&self) -> Result<VerifyReport> {
+        self.verify_against(&[]).await
+    }
+
+    /// [`Archive::verify`], also checking checkpoints kept outside the database (e.g. the
+    /// last exported one): a chain shorter than a trusted checkpoint fails.
+    pub async fn verify_against(&self, trusted: &[Checkpoint]) -> Result<VerifyReport> {
+        verify::verify(&*self.inner.backend, &self.public_key(), trusted).await
+    }
+
+    /// Search records (newest first). See [`SearchQuery`].
+    pub async fn search(&self, q: &SearchQuery) -> Result<Vec<Record>> {
+        let rows = self.inner.backend.search(q, None).await?;
+        rows_to_records(rows)
+    }
+
+    /// XEP-0313 query over `owner`'s (bare JID) own messages; see the crate docs.
+    pub async fn mam_query(&self, owner: &str, q: &MamQuery) -> Result<MamPage> {
+        let (rows, mut page) = self.inner.backend.mam(owner, q).await?;
+        page.records = rows_to_records(rows)?;
+        Ok(page)
+    }
+
+    /// Export the records matching `q` (all of them if `q.limit` is `None`) to `out_dir`,
+    /// which must not already hold a manifest. See the crate docs.
+    pub async fn export(
+        &self,
+        q: &SearchQuery,
+        format: ExportFormat,
+        out_dir: &Path,
+    ) -> Result<ExportManifest> {
+        export::export(self, q, format, out_dir).await
+    }
+
+    /// Delete the segments whose records are all older than `now_ms - max_age`, except the
+    /// open segment and segments covered by an active legal hold, leaving signed tombstones.
+    pub async fn apply_retention(&self, now_ms: i64, max_age: Duration) -> Result<RetentionReport> {
+        let max_age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms.saturating_sub(max_age_ms);
+        let backend = &*self.inner.backend;
+        let holds: Vec<HoldInfo> = backend
+            .holds()
+            .await?
+            .into_iter()
+            .filter(|h| h.released_at_ms.is_none())
+            .collect();
+        let mut report = RetentionReport::default();
+        'segments: for seg in backend.retention_candidates(cutoff).await? {
+            for h in &holds {
+                let q = SearchQuery {
+                    text: h.hold.text.clone(),
+                    account: h.hold.account.clone(),
+                    with: h.hold.with.clone(),
+                    since_ms: h.hold.since_ms,
+                    until_ms: h.hold.until_ms,
+                    limit: Some(1),
+                    ..SearchQuery::default()
+                };
+                if !backend
+                    .search(&q, Some((seg.first_seq, seg.last_seq)))
+                    .await?
+                    .is_empty()
+                {
+                    report.held_segments.push((seg.first_seq, seg.last_seq, h.id));
+                    continue 'segments;
+                }
+            }
+            let mut t = self.check_segment(&seg).await?;
+            t.deleted_at_ms = now_ms;
+            self.inner.signer.sign_tombstone(&mut t);
+            backend.delete_segment(&seg, &t).await?;
+            tracing::info!(
+                first_seq = seg.first_seq,
+                last_seq = seg.last_seq,
+                "archive retention deleted a segment"
+            );
+            report.deleted_records += seg.last_seq - seg.first_seq + 1;
+            report.deleted_segments.push(t);
+        }
+        Ok(report)
+    }
+
+    /// Recompute a segment's chain; the unsigned tombstone for it if intact.
+    async fn check_segment(&self, seg: &Segment) -> Result<Tombstone> {
+        let tampered = |reason: String| ArchiveError::SegmentTampered {
+            first_seq: seg.first_seq,
+            last_seq: seg.last_seq,
+            reason,
+        };
+        let mut next = seg.first_seq;
+        let mut first_prev = None;
+        let mut running = [0u8; 32];
+        let (mut min_at, mut max_at) = (i64::MAX, i64::MIN);
+        while next <= seg.last_seq {
+            let rows = self.inner.backend.rows(next, seg.last_seq, 4096).await?;
+            if rows.is_empty() {
+                return Err(tampered(format!("record {next} is missing")));
+            }
+            for row in rows {
+                if u64::try_from(row.seq).ok() != Some(next) {
+                    return Err(tampered(format!("record {next} is missing")));
+                }
+                let prev: [u8; 32] = hash::array(&row.prev_hash)
+                    .ok_or_else(|| tampered(format!("record {next}: bad prev_hash")))?;
+                if first_prev.is_none() {
+                    first_prev = Some(prev);
+                } else if prev != running {
+                    return Err(tampered(format!("record {next}: prev_hash does not link")));
+                }
+                let h = hash::chain_hash(next, &prev, &row.fields().digest());
+                if row.hash.as_slice() != h.as_slice() {
+                    return Err(tampered(format!("record {next}: content does not match its hash")));
+                }
+                min_at = min_at.min(row.at_ms);
+                max_at = max_at.max(row.at_ms);
+                running = h;
+                next += 1;
+            }
+        }
+        Ok(Tombstone {
+            first_seq: seg.first_seq,
+            last_seq: seg.last_seq,
+            prev_hash: first_prev.unwrap_or(hash::GENESIS),
+            last_hash: running,
+            min_at_ms: min_at,
+            max_at_ms: max_at,
+            deleted_at_ms: 0,
+            signature: [0; 64],
+        })
+    }
+
+    /// Place a legal hold; returns its id.
+    pub async fn add_hold(&self, hold: LegalHold) -> Result<i64> {
+        let id = self.inner.backend.add_hold(&hold, now_ms()).await?;
+        tracing::info!(id, reason = %hold.reason, "legal hold placed");
+        Ok(id)
+    }
+
+    /// Release an active legal hold.
+    pub async fn release_hold(&self, id: i64) -> Result<()> {
+        self.inner.backend.release_hold(id, now_ms()).await?;
+        tracing::info!(id, "legal hold released");
+        Ok(())
+    }
+
+    /// All holds, active and released, oldest first.
+    pub async fn holds(&self) -> Result<Vec<HoldInfo>> {
+        self.inner.backend.holds().await
+    }
+}
+
+fn rows_to_records(rows: Vec<StoredRow>) -> Result<Vec<Record>> {
+    rows.into_iter()
+        .map(|r| {
+            let seq = r.seq;
+            r.into_record()
+                .map_err(|why| ArchiveError::Backend(format!("record {seq} is malformed: {why}")))
+        })
+        .collect()
+}
+
+/// The writer task: group commit, checkpoints.
+async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
+    let opts = inner.opts.clone();
+    let max_batch = opts.max_batch.max(1);
+    // Records appended since the last checkpoint (approximate across processes).
+    let mut since_cp: u64 = match (inner.backend.head().await, inner.backend.checkpoints().await) {
+        (Ok((head, _)), Ok(cps)) => head.saturating_sub(cps.last().map_or(0, |c| c.seq)),
+        _ => 0,
+    };
+    let period = opts.checkpoint_interval.max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => cmd,
+                None => break,
+            },
+            _ = ticker.tick() => {
+                if since_cp > 0 && make_checkpoint(&inner).await.is_ok() {
+                    since_cp = 0;
+                }
+                continue;
+            }
+        };
+        let mut cmds = vec![first];
+        if opts.group_commit_window.is_zero() {
+            while cmds.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(c) => cmds.push(c),
+                    Err(_) => break,
+                }
+            }
+        } else {
+            let deadline = tokio::time::Instant::now() + opts.group_commit_window;
+            while cmds.len() < max_batch {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(c)) => cmds.push(c),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        let mut records = Vec::with_capacity(cmds.len());
+        let mut waiters = Vec::with_capacity(cmds.len());
+        let mut cp_waiters = Vec::new();
+        for c in cmds {
+            match c {
+                Cmd::Append(r, w) => {
+                    records.push(r);
+                    waiters.push(w);
+                }
+                Cmd::Checkpoint(w) => cp_waiters.push(w),
+            }
+        }
+        if !records.is_empty() {
+            match inner
+                .backend
+                .append_batch(&records, opts.segment_max_records.max(1))
+                .await
+            {
+                Ok(out) => {
+                    inner.commits.fetch_add(1, Ordering::Relaxed);
+                    for (i, w) in waiters.into_iter().enumerate() {
+                        let _ = w.send(Ok(out.first_seq + i as u64));
+                    }
+                    since_cp += records.len() as u64;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, n = records.len(), "archive append failed");
+                    let msg = e.to_string();
+                    for w in waiters {
+                        let _ = w.send(Err(ArchiveError::Backend(msg.clone())));
+                    }
+                }
+            }
+        }
+        if !cp_waiters.is_empty() || since_cp >= opts.checkpoint_every_records.max(1) {
+            let res = make_checkpoint(&inner).await;
+            if res.is_ok() {
+                since_cp = 0;
+            }
+            match res {
+                Ok(cp) => {
+                    for w in cp_waiters {
+                        let _ = w.send(Ok(cp.clone()));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "archive checkpoint failed");
+                    let msg = e.to_string();
+                    for w in cp_waiters {
+                        let _ = w.send(Err(ArchiveError::Backend(msg.clone())));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn make_checkpoint(inner: &Inner) -> Result<Checkpoint> {
+    let (seq, hash) = inner.backend.head().await?;
+    let cp = inner.signer.checkpoint(seq, hash, now_ms());
+    inner.backend.insert_checkpoint(&cp).await?;
+    Ok(cp)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,980 @@
+//! The embedded SQLite backend: `archive.db` in WAL mode with `synchronous = FULL`, so a
+//! committed batch survives a crash or power loss. Every writing transaction starts with
+//! `BEGIN IMMEDIATE` and reads the chain head inside it, so several processes may share the
+//! file (e.g. the server appending while the CLI applies retention).
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+// Dynamic SQL (`AssertSqlSafe`) is only ever assembled from constant fragments; every
+// value from a query or record is a bound parameter.
+use sqlx::{Arguments, AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
+
+use crate::backend::{AppendOutcome, ArchiveBackend, Segment, StoredRow};
+use crate::error::{ArchiveError, Result};
+use crate::hash::{self, Fields, GENESIS};
+use crate::types::{
+    Checkpoint, HoldInfo, LegalHold, MAM_DEFAULT_PAGE, MAM_MAX_PAGE, MamPage, MamQuery, NewRecord,
+    SearchQuery, Tombstone,
+};
+
+/// The database file name inside the archive directory.
+pub const DB_FILE: &str = "archive.db";
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_CONNECTIONS: u32 = 4;
+const DAY_MS: i64 = 86_400_000;
+/// Default number of search results.
+const DEFAULT_LIMIT: u32 = 100;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/sqlite/0001_initial.sql"),
+)];
+
+const COLUMNS: &str = "r.seq, r.at_ms, r.kind, r.direction, r.from_jid, r.to_jid, \
+    r.remote_domain, r.stanza_id, r.body, r.stanza_xml, r.verdict, r.verdict_rule, \
+    r.verdict_reason, r.meta_json, r.prev_hash, r.hash";
+
+/// The archive on an SQLite database.
+#[derive(Clone, Debug)]
+pub struct SqliteBackend {
+    pool: SqlitePool,
+}
+
+impl SqliteBackend {
+    /// Open (creating if missing) `path` and apply migrations.
+    pub async fn open(path: &Path) -> Result<SqliteBackend> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("cache_size", "-32768");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options)
+            .await
+            .map_err(|e| ArchiveError::Backend(format!("opening {}: {e}", path.display())))?;
+        let b = SqliteBackend { pool };
+        b.migrate().await?;
+        Ok(b)
+    }
+
+    /// A private in-memory database (one connection, kept for the backend's life).
+    pub async fn open_in_memory() -> Result<SqliteBackend> {
+        let options = SqliteConnectOptions::new()
+            .filename(":memory:")
+            .in_memory(true)
+            .journal_mode(SqliteJournalMode::Memory);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        let b = SqliteBackend { pool };
+        b.migrate().await?;
+        Ok(b)
+    }
+
+    /// The connection pool (for tests and tools that inspect the file).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS archive_migrations (
+                version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL
+            ) STRICT",
+        )
+        .execute(&self.pool)
+        .await?;
+        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        for &(version, description, sql) in MIGRATIONS {
+            let mut tx = self.begin_write().await?;
+            let (newest,): (Option<i64>,) =
+                sqlx::query_as("SELECT max(version) FROM archive_migrations")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if newest.unwrap_or(0) > known {
+                return Err(ArchiveError::Backend(format!(
+                    "archive schema version {} is newer than this Rampart's ({known})",
+                    newest.unwrap_or(0)
+                )));
+            }
+            let (applied,): (bool,) =
+                sqlx::query_as("SELECT EXISTS (SELECT 1 FROM archive_migrations WHERE version = ?)")
+                    .bind(version)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if applied {
+                continue;
+            }
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(|e| {
+                ArchiveError::Backend(format!("migration {version} ({description}): {e}"))
+            })?;
+            sqlx::query(
+                "INSERT INTO archive_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+            )
+            .bind(version)
+            .bind(description)
+            .bind(chrono::Utc::now().timestamp())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            tracing::info!(version, description, "applied archive migration");
+        }
+        Ok(())
+    }
+}
+
+/// The open segment while appending.
+struct OpenSegment {
+    id: i64,
+    first_seq: u64,
+    last_seq: u64,
+    day: i64,
+    min_at_ms: i64,
+    max_at_ms: i64,
+    dirty: bool,
+}
+
+/// The bare part of a JID (everything before the first `/`).
+pub(crate) fn bare(jid: &str) -> &str {
+    jid.split_once('/').map_or(jid, |(b, _)| b)
+}
+
+fn seq_i64(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn seq_u64(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}
+
+fn arr32(v: &[u8]) -> [u8; 32] {
+    hash::array(v).unwrap_or([0; 32])
+}
+
+fn arr64(v: &[u8]) -> [u8; 64] {
+    hash::array(v).unwrap_or([0; 64])
+}
+
+fn row_to_stored(row: &SqliteRow) -> std::result::Result<StoredRow, sqlx::Error> {
+    Ok(StoredRow {
+        seq: row.try_get(0)?,
+        at_ms: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        direction: row.try_get(3)?,
+        from: row.try_get(4)?,
+        to: row.try_get(5)?,
+        remote_domain: row.try_get(6)?,
+        stanza_id: row.try_get(7)?,
+        body: row.try_get(8)?,
+        stanza_xml: row.try_get(9)?,
+        verdict: row.try_get(10)?,
+        verdict_rule: row.try_get(11)?,
+        verdict_reason: row.try_get(12)?,
+        meta_json: row.try_get(13)?,
+        prev_hash: row.try_get(14)?,
+        hash: row.try_get(15)?,
+    })
+}
+
+/// Turn user text into an FTS5 query: every whitespace-separated word must occur (as a
+/// phrase, so FTS5 operators in user input are inert); a trailing `*` makes a prefix.
+pub(crate) fn fts_query(text: &str) -> Result<String> {
+    let mut out = Vec::new();
+    for word in text.split_whitespace() {
+        let (word, prefix) = match word.strip_suffix('*') {
+            Some(w) if !w.is_empty() => (w, true),
+            _ => (word, false),
+        };
+        if !word.chars().any(char::is_alphanumeric) {
+            continue;
+        }
+        let quoted = format!("\"{}\"", word.replace('"', "\"\""));
+        out.push(if prefix { quoted + "*" } else { quoted });
+    }
+    if out.is_empty() {
+        return Err(ArchiveError::InvalidQuery(
+            "full-text query has no words".into(),
+        ));
+    }
+    Ok(out.join(" "))
+}
+
+/// A SQL statement under construction with its arguments.
+struct Sql {
+    text: String,
+    args: SqliteArguments,
+}
+
+impl Sql {
+    fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_owned(),
+            args: SqliteArguments::default(),
+        }
+    }
+
+    fn push(&mut self, s: &str) -> &mut Sql {
+        self.text.push_str(s);
+        self
+    }
+
+    fn bind_str(&mut self, s: &str) -> &mut Sql {
+        // Adding an argument to SqliteArguments cannot fail for String.
+        let _ = self.args.add(s.to_owned());
+        self
+    }
+
+    fn bind_i64(&mut self, v: i64) -> &mut Sql {
+        let _ = self.args.add(v);
+        self
+    }
+}
+
+/// The seq range of live segments whose time span meets `[since, until)`; `None` if no
+/// segment does (the result is then empty).
+async fn time_to_seq_range(
+    conn: &mut SqliteConnection,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<Option<(u64, u64)>> {
+    let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT min(first_seq), max(last_seq) FROM segments
+         WHERE deleted = 0 AND max_at_ms >= ? AND min_at_ms < ?",
+    )
+    .bind(since.unwrap_or(i64::MIN))
+    .bind(until.unwrap_or(i64::MAX))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(match (lo, hi) {
+        (Some(lo), Some(hi)) => Some((seq_u64(lo), seq_u64(hi))),
+        _ => None,
+    })
+}
+
+/// Build the search statement. `seq_col` is the column the plan orders by.
+fn build_search(
+    q: &SearchQuery,
+    range: Option<(u64, u64)>,
+    limit: u32,
+) -> Result<Sql> {
+    let account = q.account.as_deref().filter(|s| !s.is_empty());
+    let with = q.with.as_deref().filter(|s| !s.is_empty());
+    let text = match q.text.as_deref() {
+        Some(t) => Some(fts_query(t)?),
+        None => None,
+    };
+    let (party, peer) = match (account, with) {
+        (Some(a), w) => (Some(a), w),
+        (None, Some(w)) => (Some(w), None),
+        (None, None) => (None, None),
+    };
+
+    let mut sql;
+    let seq_col;
+    if let Some(party) = party {
+        // Plan A: walk the account index newest first.
+        sql = Sql::new(&format!(
+            "SELECT {COLUMNS} FROM parties p JOIN records r ON r.seq = p.seq WHERE p.account = ?"
+        ));
+        sql.bind_str(bare(party));
+        if let Some(peer) = peer {
+            sql.push(" AND p.peer = ?").bind_str(bare(peer));
+        }
+        seq_col = "p.seq";
+        if let Some(text) = &text {
+            sql.push(
+                " AND EXISTS (SELECT 1 FROM records_fts WHERE records_fts MATCH ? AND rowid = r.seq)",
+            )
+            .bind_str(text);
+        }
+    } else if let Some(text) = &text {
+        // Plan B: walk the full-text matches newest first.
+        sql = Sql::new(&format!(
+            "SELECT {COLUMNS} FROM records_fts f JOIN records r ON r.seq = f.rowid \
+             WHERE records_fts MATCH ?"
+        ));
+        sql.bind_str(text);
+        seq_col = "f.rowid";
+    } else {
+        // Plan C: walk the records newest first (or an index on kind/verdict).
+        sql = Sql::new(&format!("SELECT {COLUMNS} FROM records r WHERE 1"));
+        seq_col = "r.seq";
+    }
+    // Full JIDs also match the resource.
+    for jid in [account, with].into_iter().flatten() {
+        if jid.contains('/') {
+            sql.push(" AND (r.from_jid = ? OR r.to_jid = ?)")
+                .bind_str(jid)
+                .bind_str(jid);
+        }
+    }
+    if let Some(d) = q.direction {
+        sql.push(" AND r.direction = ?").bind_str(d.as_str());
+    }
+    if let Some(k) = q.kind {
+        sql.push(" AND r.kind = ?").bind_str(k.as_str());
+    }
+    if let Some(v) = q.verdict {
+        sql.push(" AND r.verdict = ?").bind_str(v.as_str());
+    }
+    // `+` keeps the planner off the at_ms index: the seq range from the segments already
+    // narrows the walk, and the at_ms index would lose the newest-first order.
+    if let Some(s) = q.since_ms {
+        sql.push(" AND +r.at_ms >= ?").bind_i64(s);
+    }
+    if let Some(u) = q.until_ms {
+        sql.push(" AND +r.at_ms < ?").bind_i64(u);
+    }
+    let (mut lo, mut hi) = range.unwrap_or((0, u64::MAX));
+    if let Some(b) = q.before_seq {
+        hi = hi.min(b.saturating_sub(1));
+    }
+    lo = lo.max(1);
+    if lo > 1 {
+        sql.push(&format!(" AND {seq_col} >= ?")).bind_i64(seq_i64(lo));
+    }
+    if hi < u64::MAX {
+        sql.push(&format!(" AND {seq_col} <= ?")).bind_i64(seq_i64(hi));
+    }
+    sql.push(&format!(" ORDER BY {seq_col} DESC LIMIT ?"))
+        .bind_i64(i64::from(limit));
+    Ok(sql)
+}
+
+/// Condition and arguments selecting `owner`'s MAM-visible messages (on `parties p` joined
+/// with `records r`).
+fn mam_filter(owner: &str, q: &MamQuery) -> Sql {
+    let mut sql = Sql::new(
+        " FROM parties p JOIN records r ON r.seq = p.seq WHERE p.account = ? \
+         AND r.kind = 'message' AND r.verdict IN ('delivered', 'offline') \
+         AND r.body IS NOT NULL",
+    );
+    sql.bind_str(bare(owner));
+    if let Some(with) = q.with.as_deref().filter(|w| !w.is_empty()) {
+        sql.push(" AND p.peer = ?").bind_str(bare(with));
+        if with.contains('/') {
+            sql.push(" AND (r.from_jid = ? OR r.to_jid = ?)")
+                .bind_str(with)
+                .bind_str(with);
+        }
+    }
+    if let Some(s) = q.start_ms {
+        sql.push(" AND r.at_ms >= ?").bind_i64(s);
+    }
+    if let Some(e) = q.end_ms {
+        sql.push(" AND r.at_ms <= ?").bind_i64(e);
+    }
+    sql
+}
+
+fn parse_rsm_id(id: &str) -> Result<u64> {
+    id.parse::<u64>()
+        .map_err(|_| ArchiveError::ItemNotFound(id.to_owned()))
+}
+
+#[async_trait]
+impl ArchiveBackend for SqliteBackend {
+    async fn append_batch(
+        &self,
+        batch: &[NewRecord],
+        segment_max_records: u64,
+    ) -> Result<AppendOutcome> {
+        let mut tx = self.begin_write().await?;
+        let head: Option<(i64, Vec<u8>, i64)> =
+            sqlx::query_as("SELECT seq, hash, segment_id FROM chain_head WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (mut seq, mut prev, mut seg) = match head {
+            None => (0u64, GENESIS, None),
+            Some((seq, hash, seg_id)) => {
+                let seg: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT first_seq, last_seq, day, min_at_ms, max_at_ms FROM segments
+                     WHERE id = ? AND deleted = 0",
+                )
+                .bind(seg_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let hash = hash::array(&hash).ok_or_else(|| {
+                    ArchiveError::Backend("chain head hash is not 32 bytes".into())
+                })?;
+                let seg = seg.map(|(first, last, day, min, max)| OpenSegment {
+                    id: seg_id,
+                    first_seq: seq_u64(first),
+                    last_seq: seq_u64(last),
+                    day,
+                    min_at_ms: min,
+                    max_at_ms: max,
+                    dirty: false,
+                });
+                (seq_u64(seq), hash, seg)
+            }
+        };
+        let first_seq = seq + 1;
+        for rec in batch {
+            seq += 1;
+            let day = rec.at_ms.div_euclid(DAY_MS);
+            let start_new = match &seg {
+                None => true,
+                Some(s) => day > s.day || s.last_seq - s.first_seq + 1 >= segment_max_records,
+            };
+            if start_new {
+                if let Some(s) = seg.take() {
+                    flush_segment(&mut tx, &s).await?;
+                }
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO segments (first_seq, last_seq, day, min_at_ms, max_at_ms)
+                     VALUES (?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(seq_i64(seq))
+                .bind(seq_i64(seq))
+                .bind(day)
+                .bind(rec.at_ms)
+                .bind(rec.at_ms)
+                .fetch_one(&mut *tx)
+                .await?;
+                seg = Some(OpenSegment {
+                    id,
+                    first_seq: seq,
+                    last_seq: seq,
+                    day,
+                    min_at_ms: rec.at_ms,
+                    max_at_ms: rec.at_ms,
+                    dirty: false,
+                });
+            } else if let Some(s) = seg.as_mut() {
+                s.last_seq = seq;
+                s.min_at_ms = s.min_at_ms.min(rec.at_ms);
+                s.max_at_ms = s.max_at_ms.max(rec.at_ms);
+                s.dirty = true;
+            }
+
+            let f = Fields::of(rec);
+            let h = hash::chain_hash(seq, &prev, &f.digest());
+            sqlx::query(
+                "INSERT INTO records (seq, at_ms, kind, direction, from_jid, to_jid, remote_domain,
+                    stanza_id, body, stanza_xml, verdict, verdict_rule, verdict_reason, meta_json,
+                    prev_hash, hash)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(seq_i64(seq))
+            .bind(f.at_ms)
+            .bind(f.kind)
+            .bind(f.direction)
+            .bind(f.from)
+            .bind(f.to)
+            .bind(f.remote_domain)
+            .bind(f.stanza_id)
+            .bind(f.body)
+            .bind(f.stanza_xml)
+            .bind(f.verdict)
+            .bind(f.verdict_rule)
+            .bind(f.verdict_reason)
+            .bind(f.meta_json)
+            .bind(&prev[..])
+            .bind(&h[..])
+            .execute(&mut *tx)
+            .await?;
+            if let Some(body) = f.body {
+                sqlx::query("INSERT INTO records_fts (rowid, body) VALUES (?, ?)")
+                    .bind(seq_i64(seq))
+                    .bind(body)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let (a, b) = (bare(f.from), bare(f.to));
+            for (account, peer) in [(a, b), (b, a)] {
+                if account.is_empty() {
+                    continue;
+                }
+                sqlx::query("INSERT OR IGNORE INTO parties (account, seq, peer) VALUES (?, ?, ?)")
+                    .bind(account)
+                    .bind(seq_i64(seq))
+                    .bind(peer)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            prev = h;
+        }
+        let seg_id = match &seg {
+            Some(s) => {
+                flush_segment(&mut tx, s).await?;
+                s.id
+            }
+            None => 0,
+        };
+        sqlx::query(
+            "INSERT INTO chain_head (id, seq, hash, segment_id) VALUES (1, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
+                segment_id = excluded.segment_id",
+        )
+        .bind(seq_i64(seq))
+        .bind(&prev[..])
+        .bind(seg_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AppendOutcome {
+            first_seq,
+            head_seq: seq,
+            head_hash: prev,
+        })
+    }
+
+    async fn head(&self) -> Result<(u64, [u8; 32])> {
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM chain_head WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match head {
+            None => (0, GENESIS),
+            Some((seq, hash)) => (seq_u64(seq), arr32(&hash)),
+        })
+    }
+
+    async fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<()> {
+        sqlx::query("INSERT INTO checkpoints (seq, hash, at_ms, signature) VALUES (?, ?, ?, ?)")
+            .bind(seq_i64(cp.seq))
+            .bind(&cp.hash[..])
+            .bind(cp.at_ms)
+            .bind(&cp.signature[..])
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let rows: Vec<(i64, Vec<u8>, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, hash, at_ms, signature FROM checkpoints ORDER BY seq, at_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, hash, at_ms, sig)| Checkpoint {
+                seq: seq_u64(seq),
+                hash: arr32(&hash),
+                at_ms,
+                signature: arr64(&sig),
+            })
+            .collect())
+    }
+
+    async fn checkpoint_covering(&self, min_seq: u64) -> Result<Option<Checkpoint>> {
+        let row: Option<(i64, Vec<u8>, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, hash, at_ms, signature FROM checkpoints WHERE seq >= ?
+             ORDER BY seq, id LIMIT 1",
+        )
+        .bind(seq_i64(min_seq))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(seq, hash, at_ms, sig)| Checkpoint {
+            seq: seq_u64(seq),
+            hash: arr32(&hash),
+            at_ms,
+            signature: arr64(&sig),
+        }))
+    }
+
+    async fn tombstones(&self) -> Result<Vec<Tombstone>> {
+        let rows = sqlx::query(
+            "SELECT first_seq, last_seq, prev_hash, last_hash, min_at_ms, max_at_ms,
+                    deleted_at_ms, signature
+             FROM tombstones ORDER BY first_seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Tombstone {
+                    first_seq: seq_u64(r.try_get(0)?),
+                    last_seq: seq_u64(r.try_get(1)?),
+                    prev_hash: arr32(r.try_get::<&[u8], _>(2)?),
+                    last_hash: arr32(r.try_get::<&[u8], _>(3)?),
+                    min_at_ms: r.try_get(4)?,
+                    max_at_ms: r.try_get(5)?,
+                    deleted_at_ms: r.try_get(6)?,
+                    signature: arr64(r.try_get::<&[u8], _>(7)?),
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn rows(&self, from_seq: u64, to_seq: u64, limit: u32) -> Result<Vec<StoredRow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM records r WHERE r.seq >= ? AND r.seq <= ? ORDER BY r.seq LIMIT ?"
+        )))
+        .bind(seq_i64(from_seq))
+        .bind(seq_i64(to_seq))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(row_to_stored)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    async fn search(
+        &self,
+        q: &SearchQuery,
+        seq_range: Option<(u64, u64)>,
+    ) -> Result<Vec<StoredRow>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut range = seq_range;
+        if q.since_ms.is_some() || q.until_ms.is_some() {
+            match time_to_seq_range(&mut conn, q.since_ms, q.until_ms).await? {
+                None => return Ok(Vec::new()),
+                Some((lo, hi)) => {
+                    let (a, b) = range.unwrap_or((0, u64::MAX));
+                    if lo.max(a) > hi.min(b) {
+                        return Ok(Vec::new());
+                    }
+                    range = Some((lo.max(a), hi.min(b)));
+                }
+            }
+        }
+        let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = build_search(q, range, limit)?;
+        let rows = sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter()
+            .map(row_to_stored)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    async fn mam(&self, owner: &str, q: &MamQuery) -> Result<(Vec<StoredRow>, MamPage)> {
+        let max = q.max.unwrap_or(MAM_DEFAULT_PAGE).min(MAM_MAX_PAGE);
+        let mut tx = self.pool.begin().await?;
+        let filter = mam_filter(owner, q);
+        let count: i64 = sqlx::query_scalar_with(
+            AssertSqlSafe(format!("SELECT count(*){}", filter.text)),
+            filter.args,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let count = seq_u64(count);
+
+        // Resolve RSM ids: they must name a record in the owner's archive.
+        let mut resolve = async |id: &str| -> Result<u64> {
+            let seq = parse_rsm_id(id)?;
+            let exists: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM parties WHERE account = ? AND seq = ?)",
+            )
+            .bind(bare(owner))
+            .bind(seq_i64(seq))
+            .fetch_one(&mut *tx)
+            .await?;
+            if exists {
+                Ok(seq)
+            } else {
+                Err(ArchiveError::ItemNotFound(id.to_owned()))
+            }
+        };
+        let after = match q.after.as_deref() {
+            Some(id) => Some(resolve(id).await?),
+            None => None,
+        };
+        let before = match q.before.as_deref() {
+            Some("") => Some(None),
+            Some(id) => Some(Some(resolve(id).await?)),
+            None => None,
+        };
+        drop(resolve);
+
+        let mut page = MamPage {
+            count,
+            ..MamPage::default()
+        };
+        if max == 0 {
+            page.complete = count == 0;
+            return Ok((Vec::new(), page));
+        }
+        let backward = before.is_some();
+        let mut sql = mam_filter(owner, q);
+        sql.text = format!("SELECT {COLUMNS}{}", sql.text);
+        if let Some(a) = after {
+            sql.push(" AND p.seq > ?").bind_i64(seq_i64(a));
+        }
+        if let Some(Some(b)) = before {
+            sql.push(" AND p.seq < ?").bind_i64(seq_i64(b));
+        }
+        sql.push(if backward {
+            " ORDER BY p.seq DESC LIMIT ?"
+        } else {
+            " ORDER BY p.seq ASC LIMIT ?"
+        })
+        .bind_i64(i64::from(max) + 1);
+        let rows = sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut rows = rows
+            .iter()
+            .map(row_to_stored)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        page.complete = rows.len() <= max as usize;
+        rows.truncate(max as usize);
+        if backward {
+            rows.reverse();
+        }
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            page.first = Some(first.seq.to_string());
+            page.last = Some(last.seq.to_string());
+            let mut before_first = mam_filter(owner, q);
+            before_first.push(" AND p.seq < ?").bind_i64(first.seq);
+            let index: i64 = sqlx::query_scalar_with(
+                AssertSqlSafe(format!("SELECT count(*){}", before_first.text)),
+                before_first.args,
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            page.first_index = Some(seq_u64(index));
+        }
+        tx.commit().await?;
+        Ok((rows, page))
+    }
+
+    async fn retention_candidates(&self, cutoff_ms: i64) -> Result<Vec<Segment>> {
+        let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, first_seq, last_seq, min_at_ms, max_at_ms FROM segments
+             WHERE deleted = 0 AND max_at_ms < ?
+               AND id <> coalesce((SELECT segment_id FROM chain_head WHERE id = 1), -1)
+             ORDER BY first_seq",
+        )
+        .bind(cutoff_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, first, last, min, max)| Segment {
+                id,
+                first_seq: seq_u64(first),
+                last_seq: seq_u64(last),
+                min_at_ms: min,
+                max_at_ms: max,
+            })
+            .collect())
+    }
+
+    async fn delete_segment(&self, seg: &Segment, t: &Tombstone) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let (first, last) = (seq_i64(seg.first_seq), seq_i64(seg.last_seq));
+        let still: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT first_seq, last_seq FROM segments WHERE id = ? AND deleted = 0",
+        )
+        .bind(seg.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if still != Some((first, last)) {
+            return Err(ArchiveError::Backend(format!(
+                "segment {}..={} changed during retention",
+                seg.first_seq, seg.last_seq
+            )));
+        }
+        let ends: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, prev_hash, hash FROM records WHERE seq IN (?, ?) ORDER BY seq",
+        )
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ok = match ends.as_slice() {
+            [one] => first == last && one.1 == t.prev_hash && one.2 == t.last_hash,
+            [a, b] => a.1 == t.prev_hash && b.2 == t.last_hash,
+            _ => false,
+        };
+        if !ok {
+            return Err(ArchiveError::SegmentTampered {
+                first_seq: seg.first_seq,
+                last_seq: seg.last_seq,
+                reason: "records changed during retention".into(),
+            });
+        }
+        let rows: Vec<(i64, String, String, bool)> = sqlx::query_as(
+            "SELECT seq, from_jid, to_jid, body IS NOT NULL FROM records
+             WHERE seq >= ? AND seq <= ?",
+        )
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (seq, from, to, has_body) in &rows {
+            if *has_body {
+                sqlx::query("DELETE FROM records_fts WHERE rowid = ?")
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for account in [bare(from), bare(to)] {
+                sqlx::query("DELETE FROM parties WHERE account = ? AND seq = ?")
+                    .bind(account)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query("DELETE FROM records WHERE seq >= ? AND seq <= ?")
+            .bind(first)
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO tombstones (first_seq, last_seq, prev_hash, last_hash, min_at_ms,
+                max_at_ms, deleted_at_ms, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(&t.prev_hash[..])
+        .bind(&t.last_hash[..])
+        .bind(t.min_at_ms)
+        .bind(t.max_at_ms)
+        .bind(t.deleted_at_ms)
+        .bind(&t.signature[..])
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE segments SET deleted = 1 WHERE id = ?")
+            .bind(seg.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn add_hold(&self, hold: &LegalHold, now_ms: i64) -> Result<i64> {
+        if let Some(text) = &hold.text {
+            fts_query(text)?;
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO legal_holds (created_at_ms, reason, account, with_jid, text, since_ms,
+                until_ms) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(now_ms)
+        .bind(&hold.reason)
+        .bind(&hold.account)
+        .bind(&hold.with)
+        .bind(&hold.text)
+        .bind(hold.since_ms)
+        .bind(hold.until_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn release_hold(&self, id: i64, now_ms: i64) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE legal_holds SET released_at_ms = ? WHERE id = ? AND released_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(ArchiveError::NoSuchHold(id));
+        }
+        Ok(())
+    }
+
+    async fn holds(&self) -> Result<Vec<HoldInfo>> {
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            i64,
+            i64,
+            Option<i64>,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+        )> = sqlx::query_as(
+            "SELECT id, created_at_ms, released_at_ms, reason, account, with_jid, text, since_ms,
+                    until_ms FROM legal_holds ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, created_at_ms, released_at_ms, reason, account, with, text, since_ms, until_ms)| {
+                    HoldInfo {
+                        id,
+                        created_at_ms,
+                        released_at_ms,
+                        hold: LegalHold {
+                            reason,
+                            account,
+                            with,
+                            text,
+                            since_ms,
+                            until_ms,
+                        },
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM archive_meta WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn meta_init(&self, key: &str, value: &str) -> Result<String> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT OR IGNORE INTO archive_meta (key, value) VALUES (?, ?)")
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        let v: String = sqlx::query_scalar("SELECT value FROM archive_meta WHERE key = ?")
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(v)
+    }
+}
+
+async fn flush_segment(tx: &mut SqliteConnection, s: &OpenSegment) -> Result<()> {
+    if s.dirty {
+        sqlx::query(
+            "UPDATE segments SET last_seq = ?, min_at_ms = ?, max_at_ms = ? WHERE id = ?",
+        )
+        .bind(seq_i64(s.last_seq))
+        .bind(s.min_at_ms)
+        .bind(s.max_at_ms)
+        .bind(s.id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
