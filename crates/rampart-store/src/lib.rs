@@ -15,7 +15,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 pub use rampart_sasl::{ScramCredentials, ScramHash};
 
+pub mod security;
 pub mod sqlite;
+
+pub use security::{Quarantined, SecurityEvent, SecurityStore, SecurityStores};
 
 /// Errors from any store.
 #[derive(Debug, thiserror::Error)]

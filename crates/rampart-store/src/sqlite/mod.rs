@@ -29,6 +29,7 @@
 mod accounts;
 mod offline;
 mod roster;
+mod security;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use crate::{Result, StoreError, Stores};
+use crate::{Result, SecurityStores, StoreError, Stores};
 
 /// How long a connection waits for another one's (or another process's) lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,11 +50,18 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 4;
 
 /// Schema migrations, applied in order. Never edit one that was released: add a new one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "initial",
-    sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial",
+        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "security",
+        sql: include_str!("../../migrations/sqlite/0002_security.sql"),
+    },
+];
 
 struct Migration {
     version: i64,
@@ -116,6 +124,13 @@ impl SqliteStore {
             accounts: self.clone(),
             roster: self.clone(),
             offline: self.clone(),
+        }
+    }
+
+    /// The security stores (event log, quarantine) on this database.
+    pub fn security_stores(self: &Arc<Self>) -> SecurityStores {
+        SecurityStores {
+            security: self.clone(),
         }
     }
 

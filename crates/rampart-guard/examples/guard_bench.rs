@@ -1,0 +1,102 @@
+//! Measures the guard's per-message cost: `cargo run --release -p rampart-guard --example guard_bench`.
+//!
+//! Prints nanoseconds per call for plain text, text with links, YARA on short text and files,
+//! and the bare YARA-X scanner creation and scan.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rampart_guard::{BlocklistSet, Guard, GuardConfig, Scanner, YaraScanner};
+use rampart_proto::{Element, Jid};
+
+fn msg(body: &str) -> Element {
+    Element::new("message", "jabber:client")
+        .with_attr("type", "chat")
+        .with_child(Element::new("body", "jabber:client").with_text(body))
+}
+
+fn rules() -> YaraScanner {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
+    let mut sources = Vec::new();
+    for e in std::fs::read_dir(dir).expect("rules dir") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "yar") {
+            let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            sources.push((name, std::fs::read_to_string(&p).expect("read rule")));
+        }
+    }
+    YaraScanner::new(sources).expect("compile")
+}
+
+fn report(name: &str, n: u32, start: Instant) {
+    let per = start.elapsed().as_nanos() as f64 / f64::from(n);
+    if per > 100_000.0 {
+        println!("{name:<58} {:>10.2} ms", per / 1e6);
+    } else {
+        println!("{name:<58} {:>10.0} ns", per);
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let cfg = GuardConfig { trusted_domains: vec!["corp.example".into()], ..GuardConfig::default() };
+        let plain = Guard::new(cfg.clone(), Vec::new(), BlocklistSet::new());
+        let yara = Arc::new(rules());
+        let with_yara = Guard::new(cfg, vec![yara.clone() as Arc<dyn Scanner>], BlocklistSet::new());
+        let to = Jid::parse("bob@corp.example").expect("jid");
+        let senders: Vec<Jid> = (0..1000).map(|i| Jid::parse(&format!("user{i}@corp.example/laptop")).expect("jid")).collect();
+
+        let short = msg("ok, see you at the standup");
+        let text = msg("Hey Bob, can you have a look at the quarterly report before the meeting tomorrow?");
+        let link = msg("Hey Bob, have a look: https://news.example.com/2026/11/story.html?utm_source=x");
+        let trusted = msg("Hey Bob, the doc is at https://wiki.corp.example/team/plan");
+        let chatstate = Element::new("message", "jabber:client").with_child(Element::new("composing", "http://jabber.org/protocol/chatstates"));
+        let n = 200_000u32;
+
+        for (name, g, m) in [
+            ("chat state (no content)", &plain, &chatstate),
+            ("short text, 27 chars (no YARA)", &plain, &short),
+            ("text, 82 chars, no URL (no YARA)", &plain, &text),
+            ("text with an external URL (no YARA)", &plain, &link),
+            ("text with a trusted URL (no YARA)", &plain, &trusted),
+            ("short text, 27 chars, with YARA", &with_yara, &short),
+            ("text, 82 chars, no URL, with YARA", &with_yara, &text),
+            ("text with an external URL, with YARA", &with_yara, &link),
+        ] {
+            let n = if name.contains("with YARA") { n / 10 } else { n };
+            let start = Instant::now();
+            for i in 0..n {
+                let from = &senders[i as usize % senders.len()];
+                let v = g.inspect_at(from, &to, None, m, 1_800_000_000_000 + i64::from(i)).await.expect("inspect");
+                black_box(v);
+            }
+            report(name, n, start);
+        }
+
+        let m200 = vec![b'x'; 200];
+        let start = Instant::now();
+        for _ in 0..20_000 {
+            black_box(yara.scan(&m200).await.expect("scan"));
+        }
+        report("YaraScanner::scan, 200 bytes (incl. scanner creation)", 20_000, start);
+        let mib: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let start = Instant::now();
+        for _ in 0..20 {
+            black_box(yara.scan(&mib).await.expect("scan"));
+        }
+        report("YaraScanner::scan, 1 MiB random", 20, start);
+        let text_mib: Vec<u8> = b"the quick brown fox jumps over the lazy dog; ".iter().cycle().take(1 << 20).copied().collect();
+        let start = Instant::now();
+        for _ in 0..20 {
+            black_box(yara.scan(&text_mib).await.expect("scan"));
+        }
+        report("YaraScanner::scan, 1 MiB text", 20, start);
+        let start = Instant::now();
+        for _ in 0..20 {
+            black_box(with_yara.scan_file("x.bin", &mib).await.expect("scan"));
+        }
+        report("Guard::scan_file, 1 MiB (YARA + SHA-256)", 20, start);
+    });
+}
