@@ -185,7 +185,14 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let msg = e.message().trim().to_owned();
     let Some(span) = e.span() else { return msg };
     let start = span.start.min(text.len());
-    let key = text.get(span.clone()).unwrap_or("").trim().trim_matches('"').to_owned();
+    // The span covers the key (unknown field) or the value (wrong type); in the latter case
+    // the key is what stands before `=` on that line.
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_prefix = &text[line_start..start];
+    let key = match line_prefix.find('=') {
+        Some(eq) => line_prefix[..eq].trim().trim_matches('"').to_owned(),
+        None => text.get(span.clone()).unwrap_or("").trim().trim_matches('"').to_owned(),
+    };
     let table = text[..start]
         .lines()
         .rev()
@@ -234,6 +241,8 @@ mod tests {
         assert!(e.contains("domain"), "{e}");
         let e = parse("[tls]\ncert = \"/nonexistent\"\nkey = \"/nonexistent\"\n", "t", None).unwrap_err().to_string();
         assert!(e.contains("tls.cert"), "{e}");
+        let e = parse("[limits]\nmax_stanza_bytes = 'lots'\n", "t", None).unwrap_err().to_string();
+        assert!(e.contains("limits.max_stanza_bytes"), "{e}");
         let e = parse("[limits]\nstanza_timeout_secs = 0\n", "t", None).unwrap_err().to_string();
         assert!(e.contains("limits.stanza_timeout_secs"), "{e}");
     }

@@ -140,6 +140,9 @@ fn stream_err(condition: Sec, text: Option<&str>) -> StreamError {
 fn log_end(peer: SocketAddr, e: &ConnError) {
     match e {
         ConnError::Closed | ConnError::StreamEnd => tracing::debug!(%peer, "client closed before binding"),
+        ConnError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            tracing::debug!(%peer, "client dropped the connection before binding")
+        }
         _ => tracing::info!(%peer, error = %e, "stream closed"),
     }
 }
@@ -232,6 +235,10 @@ async fn sasl_phase<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let msg = match SaslClientMsg::try_from(&el) {
             Ok(m) => m,
+            Err(rampart_proto::ParseError::Base64) => {
+                conn.send(&psasl::failure("incorrect-encoding", None)).await?;
+                continue;
+            }
             Err(_) if el.ns == ns::SASL => {
                 conn.send(&psasl::failure("malformed-request", None)).await?;
                 continue;
@@ -312,6 +319,7 @@ async fn run_exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 };
                 match SaslClientMsg::try_from(&el) {
                     Ok(SaslClientMsg::Response(data)) => input = data,
+                    Err(rampart_proto::ParseError::Base64) => return Ok(Err(("incorrect-encoding", username))),
                     Ok(SaslClientMsg::Abort) => return Ok(Err(("aborted", username))),
                     Ok(SaslClientMsg::Auth { .. }) | Err(_) if el.ns == ns::SASL => {
                         return Ok(Err(("malformed-request", username)));

@@ -38,6 +38,16 @@ impl IqHandler for RosterHandler {
     }
 
     async fn handle(&self, router: &Router, ctx: &mut SessionCtx, iq: &Element, payload: &Element) -> Result<Option<Element>, StanzaError> {
+        // RFC 6121 §2.3.3: an empty group name is `not-acceptable` (other malformations,
+        // duplicate groups among them, are `bad-request`).
+        let empty_group = payload
+            .elements()
+            .flat_map(|i| i.elements())
+            .any(|g| g.is("group", ns::ROSTER) && g.text().is_empty());
+        if empty_group {
+            return Err(StanzaError::new(ErrorType::Modify, DefinedCondition::NotAcceptable)
+                .with_text("empty group name"));
+        }
         let query = RosterQuery::try_from(payload)
             .map_err(|e| StanzaError::new(ErrorType::Modify, DefinedCondition::BadRequest).with_text(e.to_string()))?;
         let owner = ctx.jid.bare_str().to_owned();
@@ -157,6 +167,8 @@ async fn remove_item(router: &Router, ctx: &SessionCtx, contact: &Jid) -> Result
     }
     if matches!(item.subscription, Subscription::From | Subscription::Both) {
         send_subscription(router, &from, contact, "unsubscribed").await;
+        // §3.2.2 (as for an outbound `unsubscribed`): the contact stops seeing us.
+        crate::modules::presence::send_unavailable_from_all(router, &from, contact).await;
     }
     Ok(())
 }
