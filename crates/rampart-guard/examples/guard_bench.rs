@@ -55,6 +55,36 @@ fn main() {
         let chatstate = Element::new("message", "jabber:client").with_child(Element::new("composing", "http://jabber.org/protocol/chatstates"));
         let n = 200_000u32;
 
+        // Realistic traffic: every message a different sentence, between 1000 accounts.
+        let vocab: Vec<String> = (0..400).map(|i| format!("w{}x{}", i * 7919 % 1000, i)).collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let unique: Vec<Element> = (0..4096)
+            .map(|_| {
+                let words: Vec<&str> = (0..12).map(|_| vocab[(next() % 400) as usize].as_str()).collect();
+                msg(&words.join(" "))
+            })
+            .collect();
+        let recipients: Vec<Jid> = (0..1000).map(|i| Jid::parse(&format!("peer{i}@corp.example")).expect("jid")).collect();
+        for (name, g) in [("unique 12-word texts, 1000x1000 accounts (no YARA)", &plain), ("unique 12-word texts, with YARA", &with_yara)] {
+            let n = if name.contains("with YARA") { n / 4 } else { n };
+            let start = Instant::now();
+            for i in 0..n {
+                let k = next() as usize;
+                let v = g
+                    .inspect_at(&senders[k % 1000], &recipients[(k >> 12) % 1000], None, &unique[i as usize % unique.len()], 1_800_000_000_000 + i64::from(i))
+                    .await
+                    .expect("inspect");
+                black_box(v);
+            }
+            report(name, n, start);
+        }
+
         for (name, g, m) in [
             ("chat state (no content)", &plain, &chatstate),
             ("short text, 27 chars (no YARA)", &plain, &short),

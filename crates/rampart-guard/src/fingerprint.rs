@@ -102,16 +102,11 @@ pub fn text_fingerprint(text: &str, names: &[&str]) -> Option<TextFingerprint> {
     // Spans of links, skipped.
     let mut links: [(usize, usize); 8] = [(0, 0); 8];
     let mut n_links = 0;
-    let mut overflow_links = false;
-    for u in crate::url::extract(text) {
+    // Links past the eighth stay in the text as words: harmless for a fingerprint.
+    for u in crate::url::extract(text).take(links.len()) {
         let start = u.as_ptr() as usize - text.as_ptr() as usize;
-        if n_links < links.len() {
-            links[n_links] = (start, start + u.len());
-            n_links += 1;
-        } else {
-            overflow_links = true;
-            break;
-        }
+        links[n_links] = (start, start + u.len());
+        n_links += 1;
     }
     let links = &links[..n_links];
 
@@ -123,7 +118,6 @@ pub fn text_fingerprint(text: &str, names: &[&str]) -> Option<TextFingerprint> {
     let mut words = 0usize;
     // Leading phase: greetings and a short vocative are dropped.
     let mut leading = true;
-    let mut leading_words = 0usize;
     let mut pending: [(u64, usize); 3] = [(0, 0); 3];
     let mut n_pending = 0usize;
 
@@ -171,7 +165,6 @@ pub fn text_fingerprint(text: &str, names: &[&str]) -> Option<TextFingerprint> {
             }
             end = idx + off + ch.len_utf8();
         }
-        // Skip words inside a link span that starts mid-word.
         let word = &text[start..end];
         idx = end;
         let h = word_hash(word);
@@ -186,7 +179,6 @@ pub fn text_fingerprint(text: &str, names: &[&str]) -> Option<TextFingerprint> {
             if n_pending < pending.len() {
                 pending[n_pending] = (h, len);
                 n_pending += 1;
-                leading_words += 1;
                 continue;
             }
             // More than three words before any vocative mark: it was no vocative.
@@ -202,7 +194,6 @@ pub fn text_fingerprint(text: &str, names: &[&str]) -> Option<TextFingerprint> {
     for &(ph, pl) in &pending[..n_pending] {
         add(ph, pl, &mut acc, &mut prev, &mut first_word);
     }
-    let _ = (leading_words, overflow_links);
     if words == 0 {
         return None;
     }

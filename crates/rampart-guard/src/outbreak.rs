@@ -32,6 +32,15 @@ use crate::{Action, ChainLink};
 /// Most items kept in one per-key list (recipients, chain links).
 pub const MAX_LIST: usize = 256;
 
+/// Most sends remembered per key for the epidemic rule: far more than a chain needs to be
+/// recognized, small enough to scan on every message.
+const MAX_SENDS: usize = 64;
+
+/// Equal accounts: interned names usually share one allocation.
+fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || **a == **b
+}
+
 /// Most simhash bits two texts may differ in and still count as the same text.
 pub const TEXT_MAX_DISTANCE: u32 = 3;
 
@@ -192,7 +201,7 @@ impl Window {
     }
 
     fn touch(&mut self, who: &Arc<str>, now: i64) {
-        if let Some(slot) = self.items.iter_mut().find(|(a, _)| **a == **who) {
+        if let Some(slot) = self.items.iter_mut().find(|(a, _)| same(a, who)) {
             slot.1 = now;
         } else {
             if self.items.len() >= MAX_LIST {
@@ -219,8 +228,8 @@ impl Spread {
     }
 
     /// The earliest delivered send of this key to `who` before `now`.
-    fn received_by(&self, who: &str, now: i64) -> Option<&(Arc<str>, Arc<str>, i64)> {
-        self.sends.iter().find(|(_, r, t)| &**r == who && *t <= now)
+    fn received_by(&self, who: &Arc<str>, now: i64) -> Option<&(Arc<str>, Arc<str>, i64)> {
+        self.sends.iter().find(|(_, r, t)| same(r, who) && *t <= now)
     }
 
     /// Chain from the origin to `from`, ending with `from → to` at `now`.
@@ -368,7 +377,7 @@ impl Outbreak {
         if o.has_content && o.delivered && passes(&hit) && self.p.auto_reply.enabled {
             let w = self.received.get_or_insert_with(&to, Window::default);
             w.prune(now, self.p.reply_within_ms);
-            if w.items.len() >= 64 {
+            if w.items.len() >= 32 {
                 w.items.remove(0);
             }
             w.touch(&from, now);
@@ -418,9 +427,11 @@ impl Outbreak {
         let r = self.p.epidemic;
         let s = self.spread.get_or_insert_with(&key.id(), Spread::default);
         s.prune(now, r.window_ms);
-        s.relays.retain(|a| s.sends.iter().any(|(snd, _, _)| snd == a));
-        let is_relay = s.received_by(from, now).is_some_and(|(snd, _, _)| snd != from);
-        let new_relay = is_relay && !s.relays.contains(from);
+        if !s.relays.is_empty() {
+            s.relays.retain(|a| s.sends.iter().any(|(snd, _, _)| same(snd, a)));
+        }
+        let is_relay = s.received_by(from, now).is_some_and(|(snd, _, _)| !same(snd, from));
+        let new_relay = is_relay && !s.relays.iter().any(|r| same(r, from));
         if new_relay && s.relays.len() < MAX_LIST {
             s.relays.push(from.clone());
         }
@@ -440,7 +451,7 @@ impl Outbreak {
         let count = accounts.len();
         let fire = (new_relay && count >= r.threshold) || s.flagged_until.is_some_and(|u| u >= now);
         if delivered && (!fire || r.action == Action::Log) {
-            if s.sends.len() >= MAX_LIST {
+            if s.sends.len() >= MAX_SENDS {
                 s.sends.remove(0);
             }
             s.sends.push((from.clone(), to.clone(), now));

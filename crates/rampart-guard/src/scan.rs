@@ -25,13 +25,38 @@ pub trait Scanner: Send + Sync {
 /// pool (YARA-X is CPU-bound and does not yield).
 const INLINE_SCAN_MAX: usize = 64 * 1024;
 
+type YaraScannerRef<'a> = yara_x::Scanner<'a>;
+
+self_cell::self_cell!(
+    /// A YARA-X scanner together with the rules it borrows.
+    struct CachedScanner {
+        owner: Arc<yara_x::Rules>,
+        #[not_covariant]
+        dependent: YaraScannerRef,
+    }
+);
+
+/// Most rule sets a thread keeps a scanner for (old ones are evicted first).
+const SCANNERS_PER_THREAD: usize = 4;
+
+thread_local! {
+    /// Reusable scanners of this thread, by [`YaraScanner`] id. A YARA-X `Scanner` is
+    /// `!Send` and costs about half a millisecond to create (a WebAssembly instance), so
+    /// each thread keeps its own.
+    static SCANNERS: std::cell::RefCell<Vec<(u64, CachedScanner)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+static NEXT_YARA_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// YARA rules compiled with YARA-X (pure Rust: memory-safe on hostile input).
 ///
 /// Each rule source is compiled in its own namespace (its name), so two files may define
 /// rules with the same identifier. Private rules never report. The reported signature is the
-/// matching rule's identifier.
+/// matching rule's identifier. Scanners are reused per thread; inputs above 64 KiB are
+/// scanned on tokio's blocking pool.
 pub struct YaraScanner {
     rules: Arc<yara_x::Rules>,
+    id: u64,
     timeout: Duration,
     count: usize,
 }
@@ -48,7 +73,12 @@ impl YaraScanner {
         }
         let rules = compiler.build();
         let count = rules.iter().count();
-        Ok(YaraScanner { rules: Arc::new(rules), timeout: Duration::from_secs(5), count })
+        Ok(YaraScanner {
+            rules: Arc::new(rules),
+            id: NEXT_YARA_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            timeout: Duration::from_secs(5),
+            count,
+        })
     }
 
     /// YARA-X's own per-scan time limit (it interrupts rule evaluation; its granularity is
@@ -63,14 +93,38 @@ impl YaraScanner {
         self.count
     }
 
-    fn scan_sync(rules: &yara_x::Rules, timeout: Duration, data: &[u8]) -> Result<Option<String>, GuardError> {
-        let mut scanner = yara_x::Scanner::new(rules);
-        scanner.set_timeout(timeout);
-        let results = scanner.scan(data).map_err(|e| match e {
-            yara_x::ScanError::Timeout => GuardError::Timeout,
-            e => GuardError::Engine(format!("yara: {e}")),
-        })?;
-        Ok(results.matching_rules().next().map(|r| r.identifier().to_owned()))
+    fn scan_sync(rules: &Arc<yara_x::Rules>, id: u64, timeout: Duration, data: &[u8]) -> Result<Option<String>, GuardError> {
+        let run = |scanner: &mut yara_x::Scanner<'_>| -> Result<Option<String>, GuardError> {
+            let results = scanner.scan(data).map_err(|e| match e {
+                yara_x::ScanError::Timeout => GuardError::Timeout,
+                e => GuardError::Engine(format!("yara: {e}")),
+            })?;
+            Ok(results.matching_rules().next().map(|r| r.identifier().to_owned()))
+        };
+        // Take this thread's scanner out of the cache while scanning (so a re-entrant call
+        // cannot find it borrowed), and put it back afterwards.
+        let cached = SCANNERS.with(|c| {
+            let mut c = c.borrow_mut();
+            // Scanners of dropped rule sets (only the cache still holds the rules) go first.
+            c.retain(|(_, s)| Arc::strong_count(s.borrow_owner()) > 1);
+            c.iter().position(|(i, _)| *i == id).map(|p| c.swap_remove(p).1)
+        });
+        let mut cached = cached.unwrap_or_else(|| {
+            CachedScanner::new(rules.clone(), |r| {
+                let mut s = yara_x::Scanner::new(r);
+                s.set_timeout(timeout);
+                s
+            })
+        });
+        let out = cached.with_dependent_mut(|_, scanner| run(scanner));
+        SCANNERS.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= SCANNERS_PER_THREAD {
+                c.remove(0);
+            }
+            c.push((id, cached));
+        });
+        out
     }
 }
 
@@ -82,12 +136,12 @@ impl Scanner for YaraScanner {
 
     async fn scan(&self, data: &[u8]) -> Result<Option<String>, GuardError> {
         if data.len() <= INLINE_SCAN_MAX {
-            return Self::scan_sync(&self.rules, self.timeout, data);
+            return Self::scan_sync(&self.rules, self.id, self.timeout, data);
         }
         let rules = self.rules.clone();
-        let timeout = self.timeout;
+        let (id, timeout) = (self.id, self.timeout);
         let owned = data.to_vec();
-        tokio::task::spawn_blocking(move || Self::scan_sync(&rules, timeout, &owned))
+        tokio::task::spawn_blocking(move || Self::scan_sync(&rules, id, timeout, &owned))
             .await
             .map_err(|e| GuardError::Engine(format!("yara task: {e}")))?
     }
