@@ -49,8 +49,10 @@ impl Features {
 }
 
 /// Which mechanism to use: `forced` if given (and offered), else the strongest offered one we
-/// can do. `-PLUS` needs tls-exporter channel binding (`can_bind`: TLS 1.3) and, when the server
-/// lists its channel-binding types (XEP-0440), `tls-exporter` among them.
+/// can do. `-PLUS` needs tls-exporter channel binding (`can_bind`: TLS 1.3) and the server
+/// listing `tls-exporter` among its XEP-0440 channel-binding types: a server that offers -PLUS
+/// without saying which binding it means may mean tls-unique (ejabberd 23.01 does, and fails
+/// the login on TLS 1.3), so -PLUS is not guessed.
 pub fn choose_mechanism(
     f: &Features,
     can_bind: bool,
@@ -70,7 +72,7 @@ pub fn choose_mechanism(
     let exporter_ok = f
         .cb_types
         .as_ref()
-        .is_none_or(|t| t.iter().any(|x| x == "tls-exporter"));
+        .is_some_and(|t| t.iter().any(|x| x == "tls-exporter"));
     Mechanism::ALL
         .into_iter()
         .filter(|m| !m.is_plus() || (can_bind && exporter_ok))
@@ -236,6 +238,7 @@ mod tests {
     fn picks_strongest_usable_mechanism() {
         let mut f = Features {
             mechanisms: Mechanism::ALL.iter().map(|m| m.name().to_owned()).collect(),
+            cb_types: Some(vec!["tls-server-end-point".into(), "tls-exporter".into()]),
             ..Features::default()
         };
         assert_eq!(
@@ -250,6 +253,14 @@ mod tests {
         // XEP-0440 says the server binds with something else only.
         f.cb_types = Some(vec!["tls-server-end-point".into()]);
         assert_eq!(choose_mechanism(&f, true, None), Ok(Mechanism::ScramSha256));
+        // No XEP-0440 list (ejabberd 23.01): -PLUS might mean tls-unique; not guessed...
+        f.cb_types = None;
+        assert_eq!(choose_mechanism(&f, true, None), Ok(Mechanism::ScramSha256));
+        // ...unless asked for.
+        assert_eq!(
+            choose_mechanism(&f, true, Some(Mechanism::ScramSha1Plus)),
+            Ok(Mechanism::ScramSha1Plus)
+        );
         f.cb_types = Some(vec!["tls-exporter".into()]);
         assert_eq!(
             choose_mechanism(&f, true, None),
