@@ -11,19 +11,23 @@
 pub use rampart_xml::{Element, Node};
 
 pub mod bind;
+pub mod blocking;
 pub mod datetime;
 pub mod delay;
 pub mod disco;
 pub mod error;
 pub mod jid;
+pub mod last;
 pub mod ns;
 pub mod ping;
+pub mod private;
 pub mod roster;
 pub mod sasl;
 pub mod stanza;
 pub mod stream;
 pub mod time;
 pub mod tls;
+pub mod vcard;
 pub mod version;
 
 mod util;

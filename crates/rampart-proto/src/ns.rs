@@ -56,6 +56,8 @@ pub const MAM: &str = "urn:xmpp:mam:2";
 pub const SID: &str = "urn:xmpp:sid:0";
 /// XEP-0191: blocking command.
 pub const BLOCKING: &str = "urn:xmpp:blocking";
+/// XEP-0191 §3.3: the application error condition for stanzas to a blocked JID.
+pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 /// XEP-0352: client state indication.
 pub const CSI: &str = "urn:xmpp:csi:0";
 /// XEP-0334: message processing hints.

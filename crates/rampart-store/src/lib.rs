@@ -17,8 +17,13 @@ pub use rampart_sasl::{ScramCredentials, ScramHash};
 
 pub mod security;
 pub mod sqlite;
+pub mod xeps;
 
 pub use security::{Quarantined, SecurityEvent, SecurityStore, SecurityStores};
+pub use xeps::{
+    BlockingStore, BlocklistCache, LastActivity, LastActivityStore, PrivateItem, PrivateStore,
+    VCardStore,
+};
 
 /// Errors from any store.
 #[derive(Debug, thiserror::Error)]
@@ -163,4 +168,12 @@ pub struct Stores {
     pub accounts: Arc<dyn AccountStore>,
     pub roster: Arc<dyn RosterStore>,
     pub offline: Arc<dyn OfflineStore>,
+    /// XEP-0049 private XML storage.
+    pub private: Arc<dyn PrivateStore>,
+    /// XEP-0054 vCards.
+    pub vcards: Arc<dyn VCardStore>,
+    /// XEP-0012 last activity.
+    pub last_activity: Arc<dyn LastActivityStore>,
+    /// XEP-0191 blocklists (cached in memory by the backend).
+    pub blocking: Arc<dyn BlockingStore>,
 }

@@ -2,11 +2,15 @@
 //! IQ handlers register by payload namespace; presence, roster subscriptions and offline
 //! storage are called by the router at their stage of the data path.
 
+pub mod blocking;
 pub mod disco;
+pub mod last;
 pub mod offline;
 pub mod ping;
 pub mod presence;
+pub mod private;
 pub mod roster;
 pub mod session;
 pub mod time;
+pub mod vcard;
 pub mod version;

@@ -166,7 +166,10 @@ impl AccountStore for SqliteStore {
                 .await
                 .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        // The XEP tables cascade; the in-memory blocklist must not outlive the account.
+        self.blocklists.forget(jid);
+        Ok(())
     }
 
     async fn set_credentials(&self, jid: &str, credentials: Vec<ScramCredentials>) -> Result<()> {

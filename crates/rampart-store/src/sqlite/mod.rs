@@ -30,6 +30,7 @@ mod accounts;
 mod offline;
 mod roster;
 mod security;
+mod xeps;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -61,6 +62,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "security",
         sql: include_str!("../../migrations/sqlite/0002_security.sql"),
     },
+    Migration {
+        version: 4,
+        description: "xeps",
+        sql: include_str!("../../migrations/sqlite/0004_xeps.sql"),
+    },
 ];
 
 struct Migration {
@@ -75,6 +81,8 @@ struct Migration {
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Blocklists in memory, shared by every clone (see [`crate::BlocklistCache`]).
+    blocklists: Arc<crate::BlocklistCache>,
 }
 
 impl SqliteStore {
@@ -124,6 +132,10 @@ impl SqliteStore {
             accounts: self.clone(),
             roster: self.clone(),
             offline: self.clone(),
+            private: self.clone(),
+            vcards: self.clone(),
+            last_activity: self.clone(),
+            blocking: self.clone(),
         }
     }
 
@@ -145,7 +157,7 @@ impl SqliteStore {
     }
 
     async fn with_pool(pool: SqlitePool) -> Result<SqliteStore> {
-        let store = SqliteStore { pool };
+        let store = SqliteStore { pool, blocklists: Arc::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -164,7 +176,8 @@ impl SqliteStore {
         .await
         .map_err(backend)?;
 
-        let known = MIGRATIONS.last().map_or(0, |m| m.version);
+        // Versions need not be contiguous or listed in order: each is applied if missing.
+        let known = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
         for migration in MIGRATIONS {
             let mut tx = self.begin_write().await?;
             let (newest,): (Option<i64>,) =
