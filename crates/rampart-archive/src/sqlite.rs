@@ -20,7 +20,7 @@ use crate::error::{ArchiveError, Result};
 use crate::hash::{self, Fields, GENESIS};
 use crate::types::{
     Checkpoint, HoldInfo, LegalHold, MAM_DEFAULT_PAGE, MAM_MAX_PAGE, MamPage, MamQuery, NewRecord,
-    SearchQuery, Tombstone,
+    RecordKind, SearchQuery, Tombstone, VerdictKind,
 };
 
 /// The database file name inside the archive directory.
@@ -29,6 +29,10 @@ pub const DB_FILE: &str = "archive.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: u32 = 4;
 const DAY_MS: i64 = 86_400_000;
+/// Rows per multi-row INSERT into `records` (16 parameters each; SQLite allows 32766).
+const RECORD_CHUNK: usize = 128;
+/// Rows per multi-row INSERT into the FTS and party tables.
+const SMALL_CHUNK: usize = 512;
 /// Default number of search results.
 const DEFAULT_LIMIT: u32 = 100;
 
@@ -45,7 +49,11 @@ const COLUMNS: &str = "r.seq, r.at_ms, r.kind, r.direction, r.from_jid, r.to_jid
 /// The archive on an SQLite database.
 #[derive(Clone, Debug)]
 pub struct SqliteBackend {
+    /// Readers.
     pool: SqlitePool,
+    /// One connection for every write, so its page cache stays valid between batches (in WAL
+    /// mode a connection drops its cache when another connection wrote).
+    writer: SqlitePool,
 }
 
 impl SqliteBackend {
@@ -57,14 +65,25 @@ impl SqliteBackend {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .pragma("cache_size", "-32768");
+            .pragma("cache_size", "-65536")
+            .pragma("mmap_size", "1073741824");
+        let opening = |e: sqlx::Error| ArchiveError::Backend(format!("opening {}: {e}", path.display()));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.clone())
+            .await
+            .map_err(opening)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options)
             .await
-            .map_err(|e| ArchiveError::Backend(format!("opening {}: {e}", path.display())))?;
-        let b = SqliteBackend { pool };
+            .map_err(opening)?;
+        let b = SqliteBackend { pool, writer };
         b.migrate().await?;
         Ok(b)
     }
@@ -82,7 +101,10 @@ impl SqliteBackend {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        let b = SqliteBackend { pool };
+        let b = SqliteBackend {
+            writer: pool.clone(),
+            pool,
+        };
         b.migrate().await?;
         Ok(b)
     }
@@ -93,7 +115,7 @@ impl SqliteBackend {
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -102,7 +124,7 @@ impl SqliteBackend {
                 version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL
             ) STRICT",
         )
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let known = MIGRATIONS.last().map_or(0, |m| m.0);
         for &(version, description, sql) in MIGRATIONS {
@@ -248,6 +270,16 @@ impl Sql {
         let _ = self.args.add(v);
         self
     }
+
+    fn bind_opt(&mut self, v: Option<&str>) -> &mut Sql {
+        let _ = self.args.add(v.map(str::to_owned));
+        self
+    }
+
+    fn bind_blob(&mut self, v: &[u8]) -> &mut Sql {
+        let _ = self.args.add(v.to_vec());
+        self
+    }
 }
 
 /// The seq range of live segments whose time span meets `[since, until)`; `None` if no
@@ -289,12 +321,19 @@ fn build_search(
         (None, None) => (None, None),
     };
 
+    // Verdicts and kinds other than the usual delivered/offline messages are rare: their
+    // index is a better driver than a full-text match list.
+    let rare_index = q
+        .verdict
+        .is_some_and(|v| !matches!(v, VerdictKind::Delivered | VerdictKind::Offline))
+        || q.kind.is_some_and(|k| k != RecordKind::Message);
     let mut sql;
     let seq_col;
     if let Some(party) = party {
         // Plan A: walk the account index newest first.
         sql = Sql::new(&format!(
-            "SELECT {COLUMNS} FROM parties p JOIN records r ON r.seq = p.seq WHERE p.account = ?"
+            "SELECT {COLUMNS} FROM parties p CROSS JOIN records r ON r.seq = p.seq \
+             WHERE p.account = ?"
         ));
         sql.bind_str(bare(party));
         if let Some(peer) = peer {
@@ -307,10 +346,10 @@ fn build_search(
             )
             .bind_str(text);
         }
-    } else if let Some(text) = &text {
+    } else if let Some(text) = text.as_ref().filter(|_| !rare_index) {
         // Plan B: walk the full-text matches newest first.
         sql = Sql::new(&format!(
-            "SELECT {COLUMNS} FROM records_fts f JOIN records r ON r.seq = f.rowid \
+            "SELECT {COLUMNS} FROM records_fts f CROSS JOIN records r ON r.seq = f.rowid \
              WHERE records_fts MATCH ?"
         ));
         sql.bind_str(text);
@@ -319,6 +358,13 @@ fn build_search(
         // Plan C: walk the records newest first (or an index on kind/verdict).
         sql = Sql::new(&format!("SELECT {COLUMNS} FROM records r WHERE 1"));
         seq_col = "r.seq";
+        if let Some(text) = &text {
+            // A rare kind or verdict drives; the text is probed per record.
+            sql.push(
+                " AND EXISTS (SELECT 1 FROM records_fts WHERE records_fts MATCH ? AND rowid = r.seq)",
+            )
+            .bind_str(text);
+        }
     }
     // Full JIDs also match the resource.
     for jid in [account, with].into_iter().flatten() {
@@ -365,8 +411,8 @@ fn build_search(
 /// with `records r`).
 fn mam_filter(owner: &str, q: &MamQuery) -> Sql {
     let mut sql = Sql::new(
-        " FROM parties p JOIN records r ON r.seq = p.seq WHERE p.account = ? \
-         AND r.kind = 'message' AND r.verdict IN ('delivered', 'offline') \
+        " FROM parties p CROSS JOIN records r ON r.seq = p.seq WHERE p.account = ? \
+         AND +r.kind = 'message' AND +r.verdict IN ('delivered', 'offline') \
          AND r.body IS NOT NULL",
     );
     sql.bind_str(bare(owner));
@@ -379,10 +425,10 @@ fn mam_filter(owner: &str, q: &MamQuery) -> Sql {
         }
     }
     if let Some(s) = q.start_ms {
-        sql.push(" AND r.at_ms >= ?").bind_i64(s);
+        sql.push(" AND +r.at_ms >= ?").bind_i64(s);
     }
     if let Some(e) = q.end_ms {
-        sql.push(" AND r.at_ms <= ?").bind_i64(e);
+        sql.push(" AND +r.at_ms <= ?").bind_i64(e);
     }
     sql
 }
@@ -430,6 +476,7 @@ impl ArchiveBackend for SqliteBackend {
             }
         };
         let first_seq = seq + 1;
+        let mut hashes = Vec::with_capacity(batch.len());
         for rec in batch {
             seq += 1;
             let day = rec.at_ms.div_euclid(DAY_MS);
@@ -467,53 +514,76 @@ impl ArchiveBackend for SqliteBackend {
                 s.max_at_ms = s.max_at_ms.max(rec.at_ms);
                 s.dirty = true;
             }
-
-            let f = Fields::of(rec);
-            let h = hash::chain_hash(seq, &prev, &f.digest());
-            sqlx::query(
+            let h = hash::chain_hash(seq, &prev, &Fields::of(rec).digest());
+            hashes.push((prev, h));
+            prev = h;
+        }
+        // Multi-row inserts: one statement per chunk instead of several per record.
+        let seqs = || (first_seq..).zip(batch.iter().zip(&hashes));
+        let all: Vec<_> = seqs().collect();
+        for chunk in all.chunks(RECORD_CHUNK) {
+            let mut sql = Sql::new(
                 "INSERT INTO records (seq, at_ms, kind, direction, from_jid, to_jid, remote_domain,
                     stanza_id, body, stanza_xml, verdict, verdict_rule, verdict_reason, meta_json,
-                    prev_hash, hash)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(seq_i64(seq))
-            .bind(f.at_ms)
-            .bind(f.kind)
-            .bind(f.direction)
-            .bind(f.from)
-            .bind(f.to)
-            .bind(f.remote_domain)
-            .bind(f.stanza_id)
-            .bind(f.body)
-            .bind(f.stanza_xml)
-            .bind(f.verdict)
-            .bind(f.verdict_rule)
-            .bind(f.verdict_reason)
-            .bind(f.meta_json)
-            .bind(&prev[..])
-            .bind(&h[..])
-            .execute(&mut *tx)
-            .await?;
-            if let Some(body) = f.body {
-                sqlx::query("INSERT INTO records_fts (rowid, body) VALUES (?, ?)")
-                    .bind(seq_i64(seq))
-                    .bind(body)
-                    .execute(&mut *tx)
-                    .await?;
+                    prev_hash, hash) VALUES ",
+            );
+            for (i, (seq, (rec, (p, h)))) in chunk.iter().enumerate() {
+                let f = Fields::of(rec);
+                sql.push(if i == 0 { "(" } else { ",(" })
+                    .push("?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                sql.bind_i64(seq_i64(*seq))
+                    .bind_i64(f.at_ms)
+                    .bind_str(f.kind)
+                    .bind_str(f.direction)
+                    .bind_str(f.from)
+                    .bind_str(f.to)
+                    .bind_opt(f.remote_domain)
+                    .bind_opt(f.stanza_id)
+                    .bind_opt(f.body)
+                    .bind_opt(f.stanza_xml)
+                    .bind_str(f.verdict)
+                    .bind_opt(f.verdict_rule)
+                    .bind_opt(f.verdict_reason)
+                    .bind_opt(f.meta_json)
+                    .bind_blob(p)
+                    .bind_blob(h);
             }
-            let (a, b) = (bare(f.from), bare(f.to));
-            for (account, peer) in [(a, b), (b, a)] {
-                if account.is_empty() {
-                    continue;
-                }
-                sqlx::query("INSERT OR IGNORE INTO parties (account, seq, peer) VALUES (?, ?, ?)")
-                    .bind(account)
-                    .bind(seq_i64(seq))
-                    .bind(peer)
-                    .execute(&mut *tx)
-                    .await?;
+            sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let bodies: Vec<(u64, &str)> = seqs()
+            .filter_map(|(seq, (rec, _))| rec.body.as_deref().map(|b| (seq, b)))
+            .collect();
+        for chunk in bodies.chunks(SMALL_CHUNK) {
+            let mut sql = Sql::new("INSERT INTO records_fts (rowid, body) VALUES ");
+            for (i, (seq, body)) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(?,?)" } else { ",(?,?)" });
+                sql.bind_i64(seq_i64(*seq)).bind_str(body);
             }
-            prev = h;
+            sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut parties: Vec<(&str, u64, &str)> = Vec::with_capacity(batch.len() * 2);
+        for (seq, (rec, _)) in seqs() {
+            let (a, b) = (bare(&rec.from), bare(&rec.to));
+            if !a.is_empty() {
+                parties.push((a, seq, b));
+            }
+            if !b.is_empty() && b != a {
+                parties.push((b, seq, a));
+            }
+        }
+        for chunk in parties.chunks(SMALL_CHUNK) {
+            let mut sql = Sql::new("INSERT OR IGNORE INTO parties (account, seq, peer) VALUES ");
+            for (i, (account, seq, peer)) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(?,?,?)" } else { ",(?,?,?)" });
+                sql.bind_str(account).bind_i64(seq_i64(*seq)).bind_str(peer);
+            }
+            sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
+                .execute(&mut *tx)
+                .await?;
         }
         let seg_id = match &seg {
             Some(s) => {
@@ -557,7 +627,7 @@ impl ArchiveBackend for SqliteBackend {
             .bind(&cp.hash[..])
             .bind(cp.at_ms)
             .bind(&cp.signature[..])
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -880,7 +950,7 @@ impl ArchiveBackend for SqliteBackend {
         .bind(&hold.text)
         .bind(hold.since_ms)
         .bind(hold.until_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         Ok(id)
     }
@@ -891,7 +961,7 @@ impl ArchiveBackend for SqliteBackend {
         )
         .bind(now_ms)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() == 0 {
             return Err(ArchiveError::NoSuchHold(id));

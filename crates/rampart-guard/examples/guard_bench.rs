@@ -56,7 +56,7 @@ fn main() {
         let n = 200_000u32;
 
         // Realistic traffic: every message a different sentence, between 1000 accounts.
-        let vocab: Vec<String> = (0..400).map(|i| format!("w{}x{}", i * 7919 % 1000, i)).collect();
+        let vocab: Vec<String> = (0..400).map(|i| format!("{}{}", ["report", "team", "deploy", "lunch", "review", "budget", "client", "meeting"][i % 8], i)).collect();
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {
             seed ^= seed << 13;

@@ -61,9 +61,26 @@ pub fn to_hex(h: u64) -> String {
     format!("{h:016x}")
 }
 
-/// Hash of a word, lowercased on the fly (no allocation for ASCII and most scripts).
+/// Hashes of [`GREETINGS`], sorted, computed once.
+fn greeting_hashes() -> &'static [u64] {
+    static HASHES: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    HASHES.get_or_init(|| {
+        let mut v: Vec<u64> = GREETINGS.iter().map(|g| word_hash(g)).collect();
+        v.sort_unstable();
+        v
+    })
+}
+
+/// Hash of a word, lowercased on the fly (no allocation).
 fn word_hash(word: &str) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
+    if word.is_ascii() {
+        for &b in word.as_bytes() {
+            h ^= u64::from(b.to_ascii_lowercase());
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        return mix(h);
+    }
     let mut buf = [0u8; 4];
     for c in word.chars() {
         for lc in c.to_lowercase() {
@@ -98,6 +115,7 @@ pub fn text_fingerprint(text: &str, names: &[&str]) -> Option<TextFingerprint> {
         n_names += 1;
     }
     let names = &name_hashes[..n_names];
+    let greetings = greeting_hashes();
 
     // Spans of links, skipped.
     let mut links: [(usize, usize); 8] = [(0, 0); 8];
@@ -173,7 +191,7 @@ pub fn text_fingerprint(text: &str, names: &[&str]) -> Option<TextFingerprint> {
         }
         let len = word.chars().count();
         if leading {
-            if GREETINGS.iter().any(|g| g.len() == word.len() && word.eq_ignore_ascii_case(g)) || (!word.is_ascii() && GREETINGS.iter().any(|g| word_hash(g) == h)) {
+            if greetings.binary_search(&h).is_ok() {
                 continue;
             }
             if n_pending < pending.len() {

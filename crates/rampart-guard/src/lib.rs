@@ -587,7 +587,7 @@ impl Guard {
             KeyKind::Signature => {
                 evidence.signature.get_or_insert_with(|| d.key.label.to_string());
             }
-            KeyKind::Text => evidence.fingerprint = Some(d.key.label.to_string()),
+            KeyKind::Text => evidence.fingerprint = Some(d.key.display()),
         }
         evidence.chain = d.chain;
         evidence.accounts = d.accounts;

@@ -58,8 +58,8 @@ pub enum KeyKind {
 pub struct PayloadKey {
     pub kind: KeyKind,
     pub hash: u64,
-    /// Human-readable: the normalized URL, `algo:hash`, the signature name or the
-    /// fingerprint in hex.
+    /// Human-readable: the normalized URL, `algo:hash` or the signature name (empty for
+    /// text; see [`PayloadKey::display`]).
     pub label: Arc<str>,
 }
 
@@ -482,9 +482,21 @@ impl Outbreak {
     }
 }
 
-/// A text fingerprint as a key.
+/// A text fingerprint as a key. Its label is left empty (the fingerprint in hex is derived
+/// from `hash` when a rule fires), saving two allocations per message.
 pub fn text_key(canonical: u64) -> PayloadKey {
-    PayloadKey { kind: KeyKind::Text, hash: canonical, label: Arc::from(to_hex(canonical).as_str()) }
+    static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    PayloadKey { kind: KeyKind::Text, hash: canonical, label: EMPTY.get_or_init(|| Arc::from("")).clone() }
+}
+
+impl PayloadKey {
+    /// Human-readable form: the label, or the fingerprint in hex for text keys.
+    pub fn display(&self) -> String {
+        match self.kind {
+            KeyKind::Text => to_hex(self.hash),
+            _ => self.label.to_string(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,12 @@ pub mod c2s;
 pub mod config;
 pub mod limits;
 pub mod modules;
+pub mod pipeline;
 pub mod router;
 pub mod server;
 pub mod sessions;
 pub mod tls;
 
 pub use config::{ServerConfig, ServerLimits};
+pub use pipeline::Services;
 pub use server::{BoundServer, Server};

@@ -12,10 +12,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rampart_proto::error::{DefinedCondition, ErrorType, StanzaError, error_reply};
 use rampart_proto::{Element, Jid, StreamError, StreamErrorCondition, ns};
+use rampart_archive::Verdict as ArchiveVerdict;
 use rampart_store::Stores;
 
 use crate::config::ServerConfig;
 use crate::modules::{self, offline, presence, roster};
+use crate::pipeline::{Gate, QuarantineCache, Services, is_archivable, message_record};
 use crate::sessions::{SessionId, Sessions};
 
 /// The state of one bound client session that stanza handling needs.
@@ -59,6 +61,10 @@ pub struct Router {
     pub subscription_lock: tokio::sync::Mutex<()>,
     /// Serializes offline-queue writes against offline flushes (see [`offline`]).
     pub offline_lock: tokio::sync::Mutex<()>,
+    /// Guard, archive and security state (see [`crate::pipeline`]).
+    pub services: Services,
+    /// Accounts under quarantine (cache of the security store).
+    pub quarantine: QuarantineCache,
     iq_handlers: HashMap<&'static str, Arc<dyn IqHandler>>,
 }
 
@@ -72,11 +78,15 @@ fn default_handlers() -> Vec<(&'static str, Arc<dyn IqHandler>)> {
         (ns::VERSION, Arc::new(modules::version::VersionHandler)),
         (ns::TIME, Arc::new(modules::time::TimeHandler)),
         (ns::SESSION, Arc::new(modules::session::SessionHandler)),
+        (ns::PRIVATE, Arc::new(modules::private::PrivateHandler)),
+        (ns::VCARD, Arc::new(modules::vcard::VCardHandler)),
+        (ns::LAST, Arc::new(modules::last::LastHandler::new())),
+        (ns::BLOCKING, Arc::new(modules::blocking::BlockingHandler::default())),
     ]
 }
 
 impl Router {
-    pub fn new(config: ServerConfig, stores: Stores) -> Result<Self, rampart_proto::JidError> {
+    pub fn new(config: ServerConfig, stores: Stores, services: Services) -> Result<Self, rampart_proto::JidError> {
         let domain_jid = Jid::parse(&config.domain)?;
         let iq_handlers = default_handlers().into_iter().collect();
         Ok(Router {
@@ -87,6 +97,8 @@ impl Router {
             config,
             subscription_lock: tokio::sync::Mutex::new(()),
             offline_lock: tokio::sync::Mutex::new(()),
+            services,
+            quarantine: QuarantineCache::default(),
             iq_handlers,
         })
     }
@@ -233,72 +245,93 @@ impl Router {
             return;
         }
         match el.name.as_str() {
-            "message" => self.route_message(to, el).await,
+            "message" => self.route_message(to, el, true).await,
             "presence" => Box::pin(presence::inbound(self, to, el)).await,
             "iq" => self.route_iq(to, el),
             _ => {}
         }
     }
 
-    async fn route_message(&self, to: &Jid, el: Element) {
+    /// Deliver a message that already passed the pipeline (a session died with it queued).
+    pub async fn redeliver_message(&self, to: &Jid, el: Element) {
+        if self.is_local(to) && to.node().is_some() {
+            self.route_message(to, el, false).await;
+        }
+    }
+
+    /// RFC 6121 §8.5 message delivery, behind the guard and the archive when `inspect`.
+    async fn route_message(&self, to: &Jid, mut el: Element, inspect: bool) {
         // RFC 6121 §5.2.2: an unknown or missing type is handled as `normal`.
         let ty = match el.attr("type") {
             Some(t @ ("chat" | "headline" | "groupchat" | "error")) => t,
             _ => "normal",
-        };
-        if to.is_full() {
-            if let Some(r) = self.sessions.get(to) {
-                r.send(el);
-                return;
-            }
-            // RFC 6121 §8.5.3.2.1: no such resource — normal/chat/headline go on as if sent
-            // to the bare JID; groupchat is refused; errors are dropped.
-            match ty {
-                "groupchat" => {
-                    self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
-                    return;
-                }
-                "error" => return,
-                _ => {}
-            }
         }
-        if !self.account_exists(to.bare_str()).await {
-            if matches!(ty, "normal" | "chat") {
-                self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
-            }
+        .to_owned();
+        let from = el.attr("from").and_then(|f| Jid::parse(f).ok());
+        if inspect
+            && let Some(from) = &from
+            && let Gate::Refused = self.gate_message(from, to, None, &el).await
+        {
             return;
         }
-        let bare = to.bare_str();
-        let targets = self.sessions.message_targets(bare);
-        match ty {
-            "groupchat" => {
-                self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
+        let archivable = inspect && is_archivable(&el);
+        let bare = to.bare_str().to_owned();
+        let full = if to.is_full() { self.sessions.get(to) } else { None };
+        if full.is_none() {
+            // RFC 6121 §8.5.3.2.1: no such resource — normal/chat/headline go on as if sent
+            // to the bare JID; errors are dropped. Groupchat needs a room (not here yet).
+            match ty.as_str() {
+                "groupchat" => return self.refuse_message(&el, from.as_ref(), to, archivable).await,
+                "error" if to.is_full() => return,
+                _ => {}
             }
-            "headline" => {
-                for r in self.sessions.available(bare).into_iter().filter(|r| r.priority.unwrap_or(-1) >= 0) {
-                    r.send(el.clone());
+            if !self.account_exists(&bare).await {
+                if matches!(ty.as_str(), "normal" | "chat") {
+                    self.refuse_message(&el, from.as_ref(), to, archivable).await;
                 }
+                return;
             }
-            "error" => {
-                if let Some((last, rest)) = targets.split_last() {
-                    for r in rest {
-                        r.send(el.clone());
-                    }
-                    last.send(el);
-                }
+        }
+        let targets = match full {
+            Some(r) => vec![r],
+            None if ty == "headline" => {
+                self.sessions.available(&bare).into_iter().filter(|r| r.priority.unwrap_or(-1) >= 0).collect()
             }
-            _ => {
-                if targets.is_empty() {
-                    offline::store(self, to, el).await;
-                } else {
-                    let (last, rest) = targets.split_last().expect("non-empty");
-                    for r in rest {
-                        r.send(el.clone());
-                    }
-                    last.send(el);
+            None => self.sessions.message_targets(&bare),
+        };
+        let offline = targets.is_empty() && matches!(ty.as_str(), "normal" | "chat");
+        if archivable && (offline || !targets.is_empty()) {
+            let verdict = if offline { ArchiveVerdict::Offline } else { ArchiveVerdict::Delivered };
+            let from_s = from.as_ref().map(|f| f.as_str().to_owned()).unwrap_or_default();
+            match self.archive(message_record(&el, &from_s, to.as_str(), verdict)).await {
+                Ok(Some(seq)) => stamp_stanza_id(&mut el, &bare, seq),
+                Ok(None) => {}
+                Err(()) => {
+                    self.bounce(&el, StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError)
+                        .with_text("not delivered: the compliance archive is unavailable"));
+                    return;
                 }
             }
         }
+        if offline {
+            offline::store(self, to, el).await;
+        } else if let Some((last, rest)) = targets.split_last() {
+            for r in rest {
+                r.send(el.clone());
+            }
+            last.send(el);
+        }
+    }
+
+    /// Bounce an undeliverable message with `service-unavailable`, archiving the bounce.
+    async fn refuse_message(&self, el: &Element, from: Option<&Jid>, to: &Jid, archivable: bool) {
+        let cond = DefinedCondition::ServiceUnavailable;
+        if archivable {
+            let from_s = from.map(|f| f.as_str().to_owned()).unwrap_or_default();
+            let verdict = ArchiveVerdict::Bounced { condition: cond.as_str().to_owned() };
+            let _ = self.archive(message_record(el, &from_s, to.as_str(), verdict)).await;
+        }
+        self.bounce(el, StanzaError::new(ErrorType::Cancel, cond));
     }
 
     fn route_iq(&self, to: &Jid, el: Element) {
@@ -339,3 +372,12 @@ impl Router {
     }
 }
 
+
+/// XEP-0359: mark the archive id on the delivered copy (removing any claim a client made in
+/// our name), so clients can refer to it in MAM queries.
+fn stamp_stanza_id(el: &mut Element, by: &str, seq: u64) {
+    el.children.retain(|n| !matches!(n, rampart_xml::Node::Element(c) if c.is("stanza-id", ns::SID) && c.attr("by") == Some(by)));
+    el.children.push(rampart_xml::Node::Element(
+        Element::new("stanza-id", ns::SID).with_attr("by", by).with_attr("id", seq.to_string()),
+    ));
+}

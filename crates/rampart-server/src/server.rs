@@ -11,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::c2s::{self, C2sShared};
 use crate::config::ServerConfig;
 use crate::limits::{AuthThrottle, ConnCounter};
+use crate::pipeline::Services;
 use crate::router::Router;
 
 /// Errors starting the server.
@@ -21,6 +22,9 @@ pub enum ServerError {
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
 }
+
+/// How often the quarantine cache is reloaded from the security store.
+const QUARANTINE_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A configured server, not yet listening.
 pub struct Server {
@@ -36,9 +40,9 @@ pub struct BoundServer {
 }
 
 impl Server {
-    pub fn new(config: ServerConfig, stores: Stores, tls: Arc<rustls::ServerConfig>) -> Result<Self, ServerError> {
+    pub fn new(config: ServerConfig, stores: Stores, services: Services, tls: Arc<rustls::ServerConfig>) -> Result<Self, ServerError> {
         let domain = config.domain.clone();
-        let router = Router::new(config, stores).map_err(|e| ServerError::Domain(domain, e))?;
+        let router = Router::new(config, stores, services).map_err(|e| ServerError::Domain(domain, e))?;
         Ok(Server { router: Arc::new(router), tls })
     }
 
@@ -57,6 +61,7 @@ impl Server {
                 listeners.push((l, direct_tls));
             }
         }
+        self.router.refresh_quarantine().await;
         let limits = &cfg.limits;
         let throttle = AuthThrottle::new(limits.auth_failures, limits.auth_window, limits.auth_block);
         let shared = Arc::new(C2sShared { router: self.router.clone(), tls: TlsAcceptor::from(self.tls), throttle });
@@ -83,6 +88,15 @@ impl BoundServer {
             }
             tasks.spawn(accept_loop(listener, direct_tls, self.shared.clone(), self.counter.clone()));
         }
+        // Quarantine releases made with the CLI reach the running server within seconds.
+        let router = self.shared.router.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(QUARANTINE_REFRESH);
+            loop {
+                tick.tick().await;
+                router.refresh_quarantine().await;
+            }
+        });
         shutdown.await;
         tracing::info!("shutting down");
         tasks.abort_all();

@@ -153,8 +153,12 @@ pub struct OfflineMessage {
 /// with `NotFound`; reads for an unknown owner return nothing.
 #[async_trait]
 pub trait OfflineStore: Send + Sync {
-    /// Store a message for `owner`; `QuotaExceeded` if the owner has `limit` or more already.
-    async fn push(&self, owner: &str, stanza: &str, stored_at_ms: i64, limit: usize) -> Result<i64>;
+    /// Store a message for `owner` from `sender` (a bare JID); `QuotaExceeded` if the owner
+    /// has `limit` or more already.
+    async fn push(&self, owner: &str, sender: &str, stanza: &str, stored_at_ms: i64, limit: usize) -> Result<i64>;
+    /// Delete every waiting message sent by `sender`, whoever it waits for (a quarantined
+    /// account's copies are withdrawn). Returns how many were deleted.
+    async fn withdraw_from(&self, sender: &str) -> Result<u64>;
     /// All waiting messages, in order.
     async fn peek(&self, owner: &str) -> Result<Vec<OfflineMessage>>;
     /// Delete waiting messages with `seq <= up_to` (after they were handed to a session).

@@ -23,6 +23,40 @@ pub struct FileConfig {
     pub tls: TlsConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Threat defense: the guard's own settings plus `rules_dir`, `blocklists`, `clamav`
+    /// (taken out before the rest is handed to `rampart_guard::GuardConfig`).
+    #[serde(default)]
+    pub guard: Option<toml::Table>,
+    #[serde(default)]
+    pub archive: ArchiveConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    pub enabled: bool,
+    /// Delete whole archive segments older than this many days (0 keeps everything).
+    pub retention_days: u64,
+    pub checkpoint_every_records: u64,
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig { enabled: true, retention_days: 0, checkpoint_every_records: 10_000, checkpoint_interval_secs: 300 }
+    }
+}
+
+/// Where the guard's engines come from.
+#[derive(Debug, Clone)]
+pub struct GuardSetup {
+    pub config: rampart_guard::GuardConfig,
+    /// Extra YARA rule files (`*.yar`, `*.yara`) beside the built-in starter rules.
+    pub rules_dir: Option<PathBuf>,
+    /// Blocklist files: plain (one host or URL a line) or URLhaus CSV (`.csv`).
+    pub blocklists: Vec<PathBuf>,
+    /// clamd address (`tcp:HOST:PORT` or `unix:/path`).
+    pub clamav: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -75,6 +109,8 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub limits: ServerLimits,
+    pub guard: GuardSetup,
+    pub archive: ArchiveConfig,
     /// Where it came from, for messages.
     pub source: String,
 }
@@ -167,7 +203,13 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
         auth_block: positive("auth_block_secs", l.auth_block_secs, d.auth_block)?,
         offline_limit: l.offline_limit.unwrap_or(d.offline_limit),
     };
+    let guard = guard_setup(file.guard, source)?;
+    if file.archive.checkpoint_every_records == 0 || file.archive.checkpoint_interval_secs == 0 {
+        bail!("{source}: archive.checkpoint_every_records and archive.checkpoint_interval_secs must be at least 1");
+    }
     Ok(Config {
+        guard,
+        archive: file.archive,
         domain,
         data_dir: file.data_dir,
         c2s,
@@ -177,6 +219,59 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
         limits,
         source: source.to_owned(),
     })
+}
+
+/// Split the `[guard]` table into the binary's keys and the guard library's settings.
+fn guard_setup(table: Option<toml::Table>, source: &str) -> Result<GuardSetup> {
+    let mut table = table.unwrap_or_default();
+    let rules_dir = match table.remove("rules_dir") {
+        None => None,
+        Some(toml::Value::String(p)) => {
+            let p = PathBuf::from(p);
+            if !p.is_dir() {
+                bail!("{source}: guard.rules_dir: {} is not a directory", p.display());
+            }
+            Some(p)
+        }
+        Some(_) => bail!("{source}: guard.rules_dir: expected a path string"),
+    };
+    let blocklists = match table.remove("blocklists") {
+        None => Vec::new(),
+        Some(toml::Value::Array(a)) => {
+            let mut out = Vec::new();
+            for v in a {
+                let Some(p) = v.as_str() else { bail!("{source}: guard.blocklists: expected an array of path strings") };
+                let p = PathBuf::from(p);
+                if !p.is_file() {
+                    bail!("{source}: guard.blocklists: file {} does not exist", p.display());
+                }
+                out.push(p);
+            }
+            out
+        }
+        Some(_) => bail!("{source}: guard.blocklists: expected an array of path strings"),
+    };
+    let clamav = match table.remove("clamav") {
+        None => None,
+        Some(toml::Value::Table(mut t)) => {
+            let addr = match t.remove("address") {
+                Some(toml::Value::String(a)) => a,
+                _ => bail!("{source}: guard.clamav.address: required, e.g. \"tcp:127.0.0.1:3310\" or \"unix:/run/clamav/clamd.ctl\""),
+            };
+            if let Some(k) = t.keys().next() {
+                bail!("{source}: guard.clamav.{k}: unknown key");
+            }
+            rampart_guard::ClamdScanner::new(&addr).map_err(|e| anyhow::anyhow!("{source}: guard.clamav.address: {e}"))?;
+            Some(addr)
+        }
+        Some(_) => bail!("{source}: guard.clamav: expected a table"),
+    };
+    let text = toml::to_string(&table).unwrap_or_default();
+    let config: rampart_guard::GuardConfig = toml::from_str(&text).map_err(|e| {
+        let d = describe_toml_error(&text, &e);
+        anyhow::anyhow!("{source}: guard.{d}")
+    })?;
+    Ok(GuardSetup { config, rules_dir, blocklists, clamav })
 }
 
 /// toml's errors say "unknown field `foo`" with a byte span; name the key in full

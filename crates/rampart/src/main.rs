@@ -1,6 +1,7 @@
 //! The `rampart` binary: command line, configuration, and the wiring of concrete backends
 //! (SQLite store, rustls certificate) into the server. The only crate that uses `anyhow`.
 
+mod admin;
 mod config;
 mod setup;
 
@@ -31,6 +32,98 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Scan files with the configured engines (YARA rules, ClamAV); exit 1 if any is malicious.
+    Scan {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Accounts quarantined by threat defense.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+    /// Security events (blocks, quarantines, releases).
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// The compliance archive.
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// List quarantined accounts with the rule and reason.
+    List,
+    /// Release an account: it may send again.
+    Release { jid: String },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Security events, newest first.
+    List {
+        /// Only events newer than this (30m, 24h, 7d, or a time).
+        #[arg(long)]
+        since: Option<String>,
+        /// One JSON object a line.
+        #[arg(long)]
+        json: bool,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArchiveCommand {
+    /// Walk the hash chain, checkpoints and tombstones; report the first broken record.
+    Verify,
+    /// Full-text and field search, newest first.
+    Search {
+        /// Words that must all occur in the body (omit for field-only search).
+        query: Option<String>,
+        #[command(flatten)]
+        filter: admin::ArchiveFilter,
+        /// One JSON object a line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export records for eDiscovery, with a manifest that lets anyone verify the chain.
+    Export {
+        /// jsonl or eml.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Words that must occur in the body.
+        #[arg(long)]
+        text: Option<String>,
+        #[command(flatten)]
+        filter: admin::ArchiveFilter,
+    },
+    /// Legal holds: suspend retention for what they cover.
+    #[command(subcommand)]
+    Hold(HoldCommand),
+    /// Apply retention now: delete whole segments older than the given age (signed tombstones remain).
+    Retention {
+        #[arg(long)]
+        older_than: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum HoldCommand {
+    /// Add a hold on an account, a peer, words and/or a time range.
+    Add {
+        /// Case reference or requester.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        text: Option<String>,
+        #[command(flatten)]
+        filter: admin::ArchiveFilter,
+    },
+    List,
+    Release { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +208,34 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve => runtime()?.block_on(setup::serve(cfg)),
+        Command::Scan { files } => {
+            let infected = runtime()?.block_on(admin::scan(&cfg, &files))?;
+            if infected {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Quarantine(QuarantineCommand::List) => runtime()?.block_on(admin::quarantine_list(&cfg)),
+        Command::Quarantine(QuarantineCommand::Release { jid }) => runtime()?.block_on(admin::quarantine_release(&cfg, &jid)),
+        Command::Events(EventsCommand::List { since, json, limit }) => {
+            runtime()?.block_on(admin::events_list(&cfg, since.as_deref(), json, limit))
+        }
+        Command::Archive(cmd) => runtime()?.block_on(async {
+            match cmd {
+                ArchiveCommand::Verify => {
+                    if !admin::archive_verify(&cfg).await? {
+                        std::process::exit(1);
+                    }
+                    Ok(())
+                }
+                ArchiveCommand::Search { query, filter, json } => admin::archive_search(&cfg, query, &filter, json).await,
+                ArchiveCommand::Export { format, out, text, filter } => admin::archive_export(&cfg, &format, &out, text, &filter).await,
+                ArchiveCommand::Hold(HoldCommand::Add { reason, text, filter }) => admin::hold_add(&cfg, reason, text, &filter).await,
+                ArchiveCommand::Hold(HoldCommand::List) => admin::hold_list(&cfg).await,
+                ArchiveCommand::Hold(HoldCommand::Release { id }) => admin::hold_release(&cfg, id).await,
+                ArchiveCommand::Retention { older_than } => admin::retention_run(&cfg, &older_than).await,
+            }
+        }),
         Command::User(cmd) => runtime()?.block_on(async move {
             let users = setup::Users::open(&cfg).await?;
             match cmd {

@@ -4,8 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_archive::{Archive, ArchiveOptions};
+use rampart_guard::{BlocklistSet, ClamdScanner, Guard, Scanner, YaraScanner};
 use rampart_proto::Jid;
-use rampart_server::{Server, ServerConfig};
+use rampart_server::{Server, ServerConfig, Services};
 use rampart_store::sqlite::SqliteStore;
 use rampart_store::{StoreError, Stores};
 
@@ -54,11 +59,90 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-async fn open_store(cfg: &Config) -> Result<Stores> {
+/// The embedded database, opened (and migrated) in `data_dir`.
+pub async fn open_db(cfg: &Config) -> Result<Arc<SqliteStore>> {
     ensure_dir(&cfg.data_dir)?;
     let path = cfg.data_dir.join(DB_FILE);
     let store = SqliteStore::open(&path).await.with_context(|| format!("opening the database {}", path.display()))?;
-    Ok(store.into_stores())
+    Ok(Arc::new(store))
+}
+
+async fn open_store(cfg: &Config) -> Result<Stores> {
+    Ok(open_db(cfg).await?.stores())
+}
+
+/// The starter YARA rules shipped in `rules/`, compiled into the binary.
+const STARTER_RULES: &[(&str, &str)] = &[
+    ("rules/eicar.yar", include_str!("../../../rules/eicar.yar")),
+    ("rules/lures.yar", include_str!("../../../rules/lures.yar")),
+];
+
+/// Read the configured blocklist files (URLhaus CSV by `.csv` extension, plain otherwise).
+pub fn load_blocklists(paths: &[PathBuf]) -> Result<BlocklistSet> {
+    let mut set = BlocklistSet::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p).with_context(|| format!("guard.blocklists: reading {}", p.display()))?;
+        let n = if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+            set.add_urlhaus_csv(&text)
+        } else {
+            set.add_plain(&text)
+        };
+        tracing::info!(file = %p.display(), entries = n, "blocklist loaded");
+    }
+    Ok(set)
+}
+
+/// Build the guard from the configuration (`None` when `[guard] enabled = false`).
+pub fn build_guard(cfg: &Config) -> Result<Option<Arc<Guard>>> {
+    let setup = &cfg.guard;
+    if !setup.config.enabled {
+        tracing::warn!("threat defense is switched off ([guard] enabled = false)");
+        return Ok(None);
+    }
+    let mut gc = setup.config.clone();
+    if !gc.trusted_domains.iter().any(|d| d.eq_ignore_ascii_case(&cfg.domain)) {
+        gc.trusted_domains.push(cfg.domain.clone());
+    }
+    let mut sources: Vec<(String, String)> = STARTER_RULES.iter().map(|(n, s)| ((*n).to_owned(), (*s).to_owned())).collect();
+    if let Some(dir) = &setup.rules_dir {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("guard.rules_dir: reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yar" || e == "yara"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).with_context(|| format!("guard.rules_dir: reading {}", f.display()))?;
+            sources.push((f.display().to_string(), text));
+        }
+    }
+    let timeout = Duration::from_millis(gc.scan_timeout_ms);
+    let yara = YaraScanner::new(sources).map_err(|e| anyhow::anyhow!("guard rules: {e}"))?.with_timeout(timeout);
+    tracing::info!(rules = yara.rule_count(), "YARA rules compiled");
+    let mut engines: Vec<Arc<dyn Scanner>> = vec![Arc::new(yara)];
+    if let Some(addr) = &setup.clamav {
+        let clamd = ClamdScanner::new(addr).map_err(|e| anyhow::anyhow!("guard.clamav.address: {e}"))?.with_io_timeout(timeout);
+        engines.push(Arc::new(clamd));
+        tracing::info!(address = %addr, "ClamAV engine enabled");
+    }
+    let blocklists = load_blocklists(&setup.blocklists)?;
+    Ok(Some(Arc::new(Guard::new(gc, engines, blocklists))))
+}
+
+/// Open the compliance archive (`None` when `[archive] enabled = false`).
+pub async fn open_archive(cfg: &Config) -> Result<Option<Arc<Archive>>> {
+    if !cfg.archive.enabled {
+        tracing::warn!("the compliance archive is switched off ([archive] enabled = false)");
+        return Ok(None);
+    }
+    ensure_dir(&cfg.data_dir)?;
+    let opts = ArchiveOptions {
+        checkpoint_every_records: cfg.archive.checkpoint_every_records,
+        checkpoint_interval: Duration::from_secs(cfg.archive.checkpoint_interval_secs),
+        ..ArchiveOptions::default()
+    };
+    let archive = Archive::open(&cfg.data_dir, opts).await.context("opening the compliance archive")?;
+    Ok(Some(Arc::new(archive)))
 }
 
 /// The secret that derives fake SCRAM salts for unknown users: stable across restarts.
@@ -110,7 +194,11 @@ fn tls_material(cfg: &Config) -> Result<(Vec<u8>, Vec<u8>)> {
 pub async fn serve(cfg: Config) -> Result<()> {
     check(&cfg)?;
     raise_fd_limit();
-    let stores = open_store(&cfg).await?;
+    let db = open_db(&cfg).await?;
+    let guard = build_guard(&cfg)?;
+    let archive = open_archive(&cfg).await?;
+    let services = Services { guard: guard.clone(), archive: archive.clone(), security: db.security_stores().security };
+    let stores = db.stores();
     let (cert, key) = tls_material(&cfg)?;
     let tls = rampart_server::tls::server_config(&cert, &key).map_err(|e| anyhow::anyhow!("tls: {e}"))?;
     let server_config = ServerConfig {
@@ -120,10 +208,51 @@ pub async fn serve(cfg: Config) -> Result<()> {
         limits: cfg.limits.clone(),
         server_secret: server_secret(&cfg.data_dir)?,
     };
-    let bound = Server::new(server_config, stores, tls)?.bind().await?;
+    let bound = Server::new(server_config, stores, services, tls)?.bind().await?;
+    if let Some(guard) = guard {
+        tokio::spawn(reload_blocklists_on_sighup(guard, cfg.guard.blocklists.clone()));
+    }
+    if let Some(archive) = archive
+        && cfg.archive.retention_days > 0
+    {
+        tokio::spawn(retention_task(archive, cfg.archive.retention_days));
+    }
     tracing::info!(domain = %cfg.domain, data_dir = %cfg.data_dir.display(), config = %cfg.source, "Rampart started");
     bound.run(shutdown_signal()).await;
     Ok(())
+}
+
+/// `kill -HUP` reloads the blocklists without a restart (a failed reload keeps the old ones).
+async fn reload_blocklists_on_sighup(guard: Arc<Guard>, paths: Vec<PathBuf>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            match load_blocklists(&paths) {
+                Ok(b) => {
+                    tracing::info!(entries = b.len(), "blocklists reloaded");
+                    guard.set_blocklists(b);
+                }
+                Err(e) => tracing::error!(error = %e, "blocklist reload failed; keeping the previous lists"),
+            }
+        }
+    }
+}
+
+/// Apply archive retention hourly.
+async fn retention_task(archive: Arc<Archive>, days: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now().timestamp_millis();
+        match archive.apply_retention(now, Duration::from_secs(days * 86_400)).await {
+            Ok(r) if r.deleted_records > 0 => {
+                tracing::info!(records = r.deleted_records, segments = r.deleted_segments.len(), "archive retention applied")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "archive retention failed"),
+        }
+    }
 }
 
 fn raise_fd_limit() {
@@ -152,6 +281,23 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Normalize `alice` or `alice@domain` to the account's bare JID on this server.
+pub fn account_jid(cfg: &Config, input: &str) -> Result<Jid> {
+    account_in(&cfg.domain, input)
+}
+
+fn account_in(domain: &str, input: &str) -> Result<Jid> {
+    let with_domain = if input.contains('@') { input.to_owned() } else { format!("{input}@{domain}") };
+    let jid = Jid::parse(&with_domain).map_err(|e| anyhow::anyhow!("{input:?} is not a valid JID: {e}"))?;
+    if jid.node().is_none() || jid.resource().is_some() {
+        bail!("{input:?} is not an account JID (expected user@{domain})");
+    }
+    if jid.domain() != domain {
+        bail!("{input:?} is not on this server's domain ({domain})");
+    }
+    Ok(jid)
+}
+
 /// Account administration on the store (the server may be running).
 pub struct Users {
     stores: Stores,
@@ -163,17 +309,8 @@ impl Users {
         Ok(Users { stores: open_store(cfg).await?, domain: cfg.domain.clone() })
     }
 
-    /// Normalize `alice` or `alice@domain` to the account's bare JID on this server.
     fn account(&self, input: &str) -> Result<Jid> {
-        let with_domain = if input.contains('@') { input.to_owned() } else { format!("{input}@{}", self.domain) };
-        let jid = Jid::parse(&with_domain).map_err(|e| anyhow::anyhow!("{input:?} is not a valid JID: {e}"))?;
-        if jid.node().is_none() || jid.resource().is_some() {
-            bail!("{input:?} is not an account JID (expected user@{})", self.domain);
-        }
-        if jid.domain() != self.domain {
-            bail!("{input:?} is not on this server's domain ({})", self.domain);
-        }
-        Ok(jid)
+        account_in(&self.domain, input)
     }
 
     pub async fn add(&self, jid: &str, password: &str) -> Result<()> {

@@ -493,7 +493,7 @@ async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
 async fn requeue(router: &Router, ctx: &SessionCtx, el: Element) {
     match el.name.as_str() {
         "message" if !matches!(el.attr("type"), Some("error" | "groupchat" | "headline")) => {
-            router.route(&ctx.jid.bare(), el).await;
+            router.redeliver_message(&ctx.jid.bare(), el).await;
         }
         "iq" if matches!(el.attr("type"), Some("get" | "set")) => {
             router.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));

@@ -24,9 +24,14 @@ pub async fn store(router: &Router, to: &Jid, el: Element) {
     }
     let xml = el.to_xml_string();
     let now = Utc::now().timestamp_millis();
-    match router.stores.offline.push(to.bare_str(), &xml, now, router.config.limits.offline_limit).await {
+    let sender = el.attr("from").and_then(|f| Jid::parse(f).ok()).map(|f| f.bare_str().to_owned()).unwrap_or_default();
+    match router.stores.offline.push(to.bare_str(), &sender, &xml, now, router.config.limits.offline_limit).await {
         Ok(_) => {}
         Err(StoreError::QuotaExceeded) => {
+            if crate::pipeline::is_archivable(&el) {
+                let verdict = rampart_archive::Verdict::Bounced { condition: "resource-constraint".into() };
+                let _ = router.archive(crate::pipeline::message_record(&el, &sender, to.as_str(), verdict)).await;
+            }
             router.bounce(&el, StanzaError::new(ErrorType::Wait, DefinedCondition::ResourceConstraint)
                 .with_text("the recipient's offline message queue is full"));
         }

@@ -63,6 +63,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0002_security.sql"),
     },
     Migration {
+        version: 3,
+        description: "offline sender",
+        sql: include_str!("../../migrations/sqlite/0003_offline_sender.sql"),
+    },
+    Migration {
         version: 4,
         description: "xeps",
         sql: include_str!("../../migrations/sqlite/0004_xeps.sql"),

@@ -10,6 +10,7 @@ impl OfflineStore for SqliteStore {
     async fn push(
         &self,
         owner: &str,
+        sender: &str,
         stanza: &str,
         stored_at_ms: i64,
         limit: usize,
@@ -31,10 +32,11 @@ impl OfflineStore for SqliteStore {
             return Err(StoreError::QuotaExceeded);
         }
         let (seq,): (i64,) = sqlx::query_as(
-            "INSERT INTO offline_messages (account_id, stanza, stored_at_ms) VALUES (?, ?, ?)
-             RETURNING seq",
+            "INSERT INTO offline_messages (account_id, sender, stanza, stored_at_ms)
+             VALUES (?, ?, ?, ?) RETURNING seq",
         )
         .bind(id)
+        .bind(sender)
         .bind(stanza)
         .bind(stored_at_ms)
         .fetch_one(&mut *tx)
@@ -42,6 +44,15 @@ impl OfflineStore for SqliteStore {
         .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(seq)
+    }
+
+    async fn withdraw_from(&self, sender: &str) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM offline_messages WHERE sender = ?")
+            .bind(sender)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected())
     }
 
     async fn peek(&self, owner: &str) -> Result<Vec<OfflineMessage>> {

@@ -276,21 +276,21 @@ async fn offline_order_ack_and_quota() {
     assert_eq!(s.peek("o@x").await.unwrap(), vec![]);
     assert_eq!(s.count("o@x").await.unwrap(), 0);
 
-    let s1 = s.push("o@x", "<message n='1'/>", 1000, 3).await.unwrap();
-    let p1 = s.push("p@x", "<message n='p'/>", 1500, 3).await.unwrap();
-    let s2 = s.push("o@x", "<message n='2'/>", 2000, 3).await.unwrap();
-    let s3 = s.push("o@x", "<message n='3'/>", 3000, 3).await.unwrap();
+    let s1 = s.push("o@x", "sender@x", "<message n='1'/>", 1000, 3).await.unwrap();
+    let p1 = s.push("p@x", "sender@x", "<message n='p'/>", 1500, 3).await.unwrap();
+    let s2 = s.push("o@x", "sender@x", "<message n='2'/>", 2000, 3).await.unwrap();
+    let s3 = s.push("o@x", "sender@x", "<message n='3'/>", 3000, 3).await.unwrap();
     assert!(s1 < p1 && p1 < s2 && s2 < s3);
     assert!(matches!(
-        s.push("o@x", "<message n='4'/>", 4000, 3).await,
+        s.push("o@x", "sender@x", "<message n='4'/>", 4000, 3).await,
         Err(StoreError::QuotaExceeded)
     ));
     assert!(matches!(
-        s.push("p@x", "<m/>", 0, 0).await,
+        s.push("p@x", "sender@x", "<m/>", 0, 0).await,
         Err(StoreError::QuotaExceeded)
     ));
     assert!(matches!(
-        s.push("nobody@x", "<m/>", 0, 3).await,
+        s.push("nobody@x", "sender@x", "<m/>", 0, 3).await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(s.count("o@x").await.unwrap(), 3);
@@ -327,7 +327,7 @@ async fn offline_order_ack_and_quota() {
 
     // Sequence numbers are never reused, even after the newest were deleted: a late ack of
     // an earlier batch cannot delete a new message.
-    let s4 = s.push("o@x", "<message n='5'/>", 5000, 3).await.unwrap();
+    let s4 = s.push("o@x", "sender@x", "<message n='5'/>", 5000, 3).await.unwrap();
     assert!(s4 > s3);
     s.ack("o@x", s3).await.unwrap();
     assert_eq!(s.count("o@x").await.unwrap(), 1);
@@ -344,7 +344,7 @@ async fn offline_quota_holds_under_concurrency() {
     for i in 0..40 {
         let s = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
-            s.push("o@x", &format!("<message n='{i}'/>"), i, 10).await
+            s.push("o@x", "sender@x", &format!("<message n='{i}'/>"), i, 10).await
         }));
     }
     let mut ok = 0;
@@ -369,10 +369,10 @@ async fn remove_cascades_but_leaves_others_pointing_at_it() {
     s.put_item("o@x", &item("p@x", &["G"])).await.unwrap();
     s.put_item("o@x", &item("q@y", &["G", "H"])).await.unwrap();
     s.put_pending_in("o@x", "r@y", "<presence/>").await.unwrap();
-    s.push("o@x", "<message/>", 1, 10).await.unwrap();
+    s.push("o@x", "sender@x", "<message/>", 1, 10).await.unwrap();
     s.put_item("p@x", &item("o@x", &["Friends"])).await.unwrap();
     s.put_pending_in("p@x", "o@x", "<presence/>").await.unwrap();
-    s.push("p@x", "<message from='o@x'/>", 1, 10).await.unwrap();
+    s.push("p@x", "sender@x", "<message from='o@x'/>", 1, 10).await.unwrap();
 
     s.remove("o@x").await.unwrap();
     assert!(s.get("o@x").await.unwrap().is_none());
@@ -454,7 +454,7 @@ async fn two_stores_on_one_file() {
         server.create("new@x", vec![]).await,
         Err(StoreError::AlreadyExists)
     ));
-    server.push("new@x", "<message/>", 1, 10).await.unwrap();
+    server.push("new@x", "sender@x", "<message/>", 1, 10).await.unwrap();
     assert_eq!(cli.count("new@x").await.unwrap(), 1);
 
     // A write transaction in one store makes the other wait (busy_timeout), not fail.
@@ -483,7 +483,7 @@ async fn reopen_persists() {
         s.create("o@x", both(3)).await.unwrap();
         s.put_item("o@x", &item("a@y", &["G"])).await.unwrap();
         s.put_pending_in("o@x", "b@y", "<presence/>").await.unwrap();
-        seq = s.push("o@x", "<message/>", 42, 10).await.unwrap();
+        seq = s.push("o@x", "sender@x", "<message/>", 42, 10).await.unwrap();
         s.close().await;
     }
     let s = Arc::new(SqliteStore::open(&path).await.unwrap());
@@ -542,7 +542,7 @@ async fn into_stores_shares_one_database() {
             .unwrap(),
         1
     );
-    stores.offline.push("o@x", "<m/>", 0, 1).await.unwrap();
+    stores.offline.push("o@x", "sender@x", "<m/>", 0, 1).await.unwrap();
     assert_eq!(stores.offline.count("o@x").await.unwrap(), 1);
 }
 
@@ -559,4 +559,21 @@ async fn concurrent_first_open_migrates_once() {
     a.create("o@x", vec![]).await.unwrap();
     assert_eq!(b.list().await.unwrap(), ["o@x"]);
     assert_eq!(c.list().await.unwrap(), ["o@x"]);
+}
+
+#[tokio::test]
+async fn withdraw_from_deletes_only_that_senders_messages() {
+    let s = SqliteStore::open_in_memory().await.unwrap();
+    for a in ["o@x", "p@x"] {
+        s.create(a, vec![]).await.unwrap();
+    }
+    s.push("o@x", "worm@x", "<m n='1'/>", 1, 10).await.unwrap();
+    s.push("p@x", "worm@x", "<m n='2'/>", 2, 10).await.unwrap();
+    s.push("o@x", "friend@x", "<m n='3'/>", 3, 10).await.unwrap();
+    assert_eq!(s.withdraw_from("worm@x").await.unwrap(), 2);
+    let left = s.peek("o@x").await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].stanza, "<m n='3'/>");
+    assert_eq!(s.count("p@x").await.unwrap(), 0);
+    assert_eq!(s.withdraw_from("worm@x").await.unwrap(), 0);
 }
