@@ -35,7 +35,8 @@ impl Rng {
 /// Word `i` of a synthetic 20 000-word vocabulary; low indexes are frequent (Zipf-like pick).
 fn word(i: u64) -> String {
     const SYL: [&str; 16] = [
-        "ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zu", "pe", "do", "ri", "ma", "no", "li", "ga",
+        "ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zu", "pe", "do", "ri", "ma", "no", "li",
+        "ga",
     ];
     let mut s = String::new();
     let mut x = i + 16;
@@ -62,13 +63,30 @@ fn record(n: u64, total: u64, rng: &mut Rng) -> NewRecord {
     let body = body.join(" ");
     let roll = rng.below(1000);
     let (kind, verdict, body, to, direction, remote) = if roll < 10 {
-        (RecordKind::Login, Verdict::Delivered, None, "corp.example".to_owned(), Direction::Local, None)
+        (
+            RecordKind::Login,
+            Verdict::Delivered,
+            None,
+            "corp.example".to_owned(),
+            Direction::Local,
+            None,
+        )
     } else if roll < 20 {
-        (RecordKind::Subscription, Verdict::Delivered, None, format!("user{b}@corp.example"), Direction::Local, None)
+        (
+            RecordKind::Subscription,
+            Verdict::Delivered,
+            None,
+            format!("user{b}@corp.example"),
+            Direction::Local,
+            None,
+        )
     } else if roll < 25 {
         (
             RecordKind::Message,
-            Verdict::Blocked { rule: "url-reputation".into(), reason: "phishing".into() },
+            Verdict::Blocked {
+                rule: "url-reputation".into(),
+                reason: "phishing".into(),
+            },
             Some(body),
             format!("user{b}@corp.example"),
             Direction::Local,
@@ -84,8 +102,19 @@ fn record(n: u64, total: u64, rng: &mut Rng) -> NewRecord {
             Some("remote.example".to_owned()),
         )
     } else {
-        let v = if roll < 200 { Verdict::Offline } else { Verdict::Delivered };
-        (RecordKind::Message, v, Some(body), format!("user{b}@corp.example"), Direction::Local, None)
+        let v = if roll < 200 {
+            Verdict::Offline
+        } else {
+            Verdict::Delivered
+        };
+        (
+            RecordKind::Message,
+            v,
+            Some(body),
+            format!("user{b}@corp.example"),
+            Direction::Local,
+            None,
+        )
     };
     let stanza_xml = body.as_ref().map(|b| {
         format!("<message from='{from}' to='{to}' type='chat' id='m{n}'><body>{b}</body></message>")
@@ -139,7 +168,11 @@ where
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let total: u64 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(1_000_000);
+    let total: u64 = args
+        .get(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
     let _tmp;
     let dir: PathBuf = match args.get(2) {
         Some(d) => PathBuf::from(d),
@@ -150,83 +183,108 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let archive = Arc::new(Archive::open(&dir, ArchiveOptions::default()).await?);
 
-    println!("ingesting {total} records with {WRITERS} concurrent writers into {}", dir.display());
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let a = archive.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w + 1));
-            let mut n = w;
-            let mut lat = Vec::new();
-            while n < total {
-                let rec = record(n, total, &mut rng);
-                let t = Instant::now();
-                a.append(rec).await?;
-                lat.push(t.elapsed());
-                n += WRITERS;
-            }
-            Ok::<_, rampart_archive::ArchiveError>(lat)
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await??);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "ingest: {total} records in {secs:.1} s = {:.0} records/s; {} transactions ({:.0} records each); append latency p50 {:.2} ms p99 {:.2} ms",
-        total as f64 / secs,
-        archive.commit_count(),
-        total as f64 / archive.commit_count().max(1) as f64,
-        pct(&mut lat, 0.5).as_secs_f64() * 1e3,
-        pct(&mut lat, 0.99).as_secs_f64() * 1e3,
-    );
-    let size = std::fs::metadata(dir.join("archive.db"))?.len();
-    println!("database: {:.0} MiB", size as f64 / 1048576.0);
+    if std::env::var_os("ARCHIVE_BENCH_SEARCH_ONLY").is_some() {
+        println!("searching the existing archive in {}", dir.display());
+    } else {
+        println!(
+            "ingesting {total} records with {WRITERS} concurrent writers into {}",
+            dir.display()
+        );
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..WRITERS {
+            let a = archive.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w + 1));
+                let mut n = w;
+                let mut lat = Vec::new();
+                while n < total {
+                    let rec = record(n, total, &mut rng);
+                    let t = Instant::now();
+                    a.append(rec).await?;
+                    lat.push(t.elapsed());
+                    n += WRITERS;
+                }
+                Ok::<_, rampart_archive::ArchiveError>(lat)
+            }));
+        }
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await??);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "ingest: {total} records in {secs:.1} s = {:.0} records/s; {} transactions ({:.0} records each); append latency p50 {:.2} ms p99 {:.2} ms",
+            total as f64 / secs,
+            archive.commit_count(),
+            total as f64 / archive.commit_count().max(1) as f64,
+            pct(&mut lat, 0.5).as_secs_f64() * 1e3,
+            pct(&mut lat, 0.99).as_secs_f64() * 1e3,
+        );
+        let size = std::fs::metadata(dir.join("archive.db"))?.len();
+        println!("database: {:.0} MiB", size as f64 / 1048576.0);
 
-    // A lone appender: latency of one durable append (group window + fsync).
-    let mut one = Vec::new();
-    let mut rng = Rng(42);
-    for i in 0..50 {
-        let t = Instant::now();
-        archive.append(record(total + i, total, &mut rng)).await?;
-        one.push(t.elapsed());
+        // A lone appender: latency of one durable append (group window + fsync).
+        let mut one = Vec::new();
+        let mut rng = Rng(42);
+        for i in 0..50 {
+            let t = Instant::now();
+            archive.append(record(total + i, total, &mut rng)).await?;
+            one.push(t.elapsed());
+        }
+        println!(
+            "single appender: p50 {:.2} ms p99 {:.2} ms",
+            pct(&mut one, 0.5).as_secs_f64() * 1e3,
+            pct(&mut one, 0.99).as_secs_f64() * 1e3
+        );
     }
-    println!(
-        "single appender: p50 {:.2} ms p99 {:.2} ms",
-        pct(&mut one, 0.5).as_secs_f64() * 1e3,
-        pct(&mut one, 0.99).as_secs_f64() * 1e3
-    );
-
     println!("searches (limit 100, newest first):");
     let a = &archive;
     let mut all = Vec::new();
     let mut rng = Rng(7);
     let user = |i: u32| format!("user{}@corp.example", (i as u64 * 7919) % USERS);
     time("text, common word", 50, &mut all, |i| {
-        let q = SearchQuery { text: Some(word(u64::from(i % 5))), ..Default::default() };
+        let q = SearchQuery {
+            text: Some(word(u64::from(i % 5))),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
     time("text, rare word", 50, &mut all, |i| {
-        let q = SearchQuery { text: Some(word(15_000 + u64::from(i))), ..Default::default() };
+        let q = SearchQuery {
+            text: Some(word(15_000 + u64::from(i))),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
     time("text, two words", 50, &mut all, |i| {
-        let q = SearchQuery { text: Some(format!("{} {}", word(u64::from(i)), word(200 + u64::from(i)))), ..Default::default() };
+        let q = SearchQuery {
+            text: Some(format!(
+                "{} {}",
+                word(u64::from(i)),
+                word(200 + u64::from(i))
+            )),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
     time("text prefix", 50, &mut all, |i| {
         let w = word(300 + u64::from(i));
-        let q = SearchQuery { text: Some(format!("{}*", &w[..4])), ..Default::default() };
+        let q = SearchQuery {
+            text: Some(format!("{}*", &w[..4])),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
     time("account", 50, &mut all, |i| {
-        let q = SearchQuery { account: Some(user(i)), ..Default::default() };
+        let q = SearchQuery {
+            account: Some(user(i)),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
@@ -240,49 +298,83 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await;
     time("account + common text", 50, &mut all, |i| {
-        let q = SearchQuery { account: Some(user(i)), text: Some(word(u64::from(i % 3))), ..Default::default() };
+        let q = SearchQuery {
+            account: Some(user(i)),
+            text: Some(word(u64::from(i % 3))),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
     time("account + rare text", 50, &mut all, |i| {
-        let q = SearchQuery { account: Some(user(i)), text: Some(word(10_000 + u64::from(i))), ..Default::default() };
+        let q = SearchQuery {
+            account: Some(user(i)),
+            text: Some(word(10_000 + u64::from(i))),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
     time("verdict = blocked", 50, &mut all, |_| {
-        let q = SearchQuery { verdict: Some(VerdictKind::Blocked), ..Default::default() };
+        let q = SearchQuery {
+            verdict: Some(VerdictKind::Blocked),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
     time("kind = login", 50, &mut all, |_| {
-        let q = SearchQuery { kind: Some(RecordKind::Login), ..Default::default() };
+        let q = SearchQuery {
+            kind: Some(RecordKind::Login),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
     time("direction = outbound", 50, &mut all, |_| {
-        let q = SearchQuery { direction: Some(Direction::Outbound), ..Default::default() };
+        let q = SearchQuery {
+            direction: Some(Direction::Outbound),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
     time("time range (1 h)", 50, &mut all, |i| {
         let since = T0 + (i as i64 % 29) * DAY_MS + 3_600_000 * (i as i64 % 20);
-        let q = SearchQuery { since_ms: Some(since), until_ms: Some(since + 3_600_000), ..Default::default() };
+        let q = SearchQuery {
+            since_ms: Some(since),
+            until_ms: Some(since + 3_600_000),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
     time("common text + time range (1 day)", 50, &mut all, |i| {
         let since = T0 + (i as i64 % 29) * DAY_MS;
-        let q = SearchQuery { text: Some(word(u64::from(i % 10))), since_ms: Some(since), until_ms: Some(since + DAY_MS), ..Default::default() };
+        let q = SearchQuery {
+            text: Some(word(u64::from(i % 10))),
+            since_ms: Some(since),
+            until_ms: Some(since + DAY_MS),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
     time("blocked + account", 50, &mut all, |i| {
-        let q = SearchQuery { verdict: Some(VerdictKind::Blocked), account: Some(user(i)), ..Default::default() };
+        let q = SearchQuery {
+            verdict: Some(VerdictKind::Blocked),
+            account: Some(user(i)),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
     time("rare text + blocked (worst case)", 20, &mut all, |i| {
-        let q = SearchQuery { verdict: Some(VerdictKind::Blocked), text: Some(word(5 + u64::from(i))), ..Default::default() };
+        let q = SearchQuery {
+            verdict: Some(VerdictKind::Blocked),
+            text: Some(word(5 + u64::from(i))),
+            ..Default::default()
+        };
         async move { a.search(&q).await.map_or(0, |r| r.len()) }
     })
     .await;
@@ -296,13 +388,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut mam = Vec::new();
     println!("MAM (max 50, with count):");
     time("last page", 50, &mut mam, |i| {
-        let q = MamQuery { max: Some(50), before: Some(String::new()), ..Default::default() };
+        let q = MamQuery {
+            max: Some(50),
+            before: Some(String::new()),
+            ..Default::default()
+        };
         let u = user(i);
         async move { a.mam_query(&u, &q).await.map_or(0, |p| p.records.len()) }
     })
     .await;
     time("with peer", 50, &mut mam, |i| {
-        let q = MamQuery { max: Some(50), with: Some(user(i + 1)), ..Default::default() };
+        let q = MamQuery {
+            max: Some(50),
+            with: Some(user(i + 1)),
+            ..Default::default()
+        };
         let u = user(i);
         async move { a.mam_query(&u, &q).await.map_or(0, |p| p.records.len()) }
     })
@@ -311,11 +411,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let rep = archive.verify().await?;
     println!(
-        "verify: {} records, {} checkpoints in {:.1} s ({}), ok = {}",
+        "verify: {} records, {} checkpoints in {:.1} s ({:.0} records/s), ok = {}",
         rep.records_checked,
         rep.checkpoints_checked,
         t.elapsed().as_secs_f64(),
-        format!("{:.0} records/s", rep.records_checked as f64 / t.elapsed().as_secs_f64()),
+        rep.records_checked as f64 / t.elapsed().as_secs_f64(),
         rep.is_ok()
     );
     Ok(())

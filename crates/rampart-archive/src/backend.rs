@@ -54,7 +54,8 @@ impl StoredRow {
     /// Validate into a [`Record`]; the error says which column is malformed.
     pub fn into_record(self) -> std::result::Result<Record, String> {
         let seq = u64::try_from(self.seq).map_err(|_| format!("negative seq {}", self.seq))?;
-        let kind = RecordKind::parse(&self.kind).ok_or_else(|| format!("bad kind {:?}", self.kind))?;
+        let kind =
+            RecordKind::parse(&self.kind).ok_or_else(|| format!("bad kind {:?}", self.kind))?;
         let direction = Direction::parse(&self.direction)
             .ok_or_else(|| format!("bad direction {:?}", self.direction))?;
         let verdict = Verdict::from_columns(&self.verdict, self.verdict_rule, self.verdict_reason)

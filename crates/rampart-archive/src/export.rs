@@ -99,7 +99,10 @@ pub(crate) async fn export(
             .map_err(|e| ArchiveError::Backend(format!("serializing record {}: {e}", r.seq)))?;
         jsonl.push(b'\n');
     }
-    files.push((RECORDS.to_owned(), write_file(&out_dir.join(RECORDS), &jsonl)?));
+    files.push((
+        RECORDS.to_owned(),
+        write_file(&out_dir.join(RECORDS), &jsonl)?,
+    ));
 
     let mut manifest_records = Vec::with_capacity(records.len());
     if format == ExportFormat::Eml {
@@ -185,8 +188,24 @@ pub(crate) fn render_eml(r: &Record) -> String {
     h("From", &n.from);
     h("To", &n.to);
     h("Date", &date);
-    h("Message-ID", &format!("<{}.{}@rampart-archive.invalid>", r.seq, &hex::encode(r.hash)[..16]));
-    h("Subject", &format!("[archive {}] {} {} {}", r.seq, n.kind.as_str(), n.direction.as_str(), verdict));
+    h(
+        "Message-ID",
+        &format!(
+            "<{}.{}@rampart-archive.invalid>",
+            r.seq,
+            &hex::encode(r.hash)[..16]
+        ),
+    );
+    h(
+        "Subject",
+        &format!(
+            "[archive {}] {} {} {}",
+            r.seq,
+            n.kind.as_str(),
+            n.direction.as_str(),
+            verdict
+        ),
+    );
     h("X-Rampart-Seq", &r.seq.to_string());
     h("X-Rampart-Hash", &hex::encode(r.hash));
     h("X-Rampart-Prev-Hash", &hex::encode(r.prev_hash));
@@ -207,12 +226,19 @@ pub(crate) fn render_eml(r: &Record) -> String {
     }
     h("X-Rampart-At-Ms", &n.at_ms.to_string());
     h("MIME-Version", "1.0");
-    h("Content-Type", &format!("multipart/mixed; boundary=\"{boundary}\""));
+    h(
+        "Content-Type",
+        &format!("multipart/mixed; boundary=\"{boundary}\""),
+    );
     m.push_str("\r\n");
     let mut part = |ctype: &str, name: Option<&str>, content: &str| {
-        m.push_str(&format!("--{boundary}\r\nContent-Type: {ctype}; charset=utf-8\r\n"));
+        m.push_str(&format!(
+            "--{boundary}\r\nContent-Type: {ctype}; charset=utf-8\r\n"
+        ));
         if let Some(name) = name {
-            m.push_str(&format!("Content-Disposition: attachment; filename=\"{name}\"\r\n"));
+            m.push_str(&format!(
+                "Content-Disposition: attachment; filename=\"{name}\"\r\n"
+            ));
         }
         m.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
         m.push_str(&base64_lines(content.as_bytes()));
@@ -234,7 +260,8 @@ fn invalid(msg: impl Into<String>) -> ArchiveError {
 
 fn hex32(s: &str, what: &str) -> Result<[u8; 32]> {
     let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out).map_err(|_| invalid(format!("{what} is not 32 bytes of hex")))?;
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|_| invalid(format!("{what} is not 32 bytes of hex")))?;
     Ok(out)
 }
 
@@ -242,13 +269,19 @@ fn hex32(s: &str, what: &str) -> Result<[u8; 32]> {
 /// content against its hash, the chain from the oldest exported record through the spine
 /// and tombstones to the signed checkpoint, and the signatures. If `expected_public_key` is
 /// given (obtained out of band), the manifest's key must equal it.
-pub fn verify_export(dir: &Path, expected_public_key: Option<&[u8; 32]>) -> Result<ExportVerification> {
+pub fn verify_export(
+    dir: &Path,
+    expected_public_key: Option<&[u8; 32]>,
+) -> Result<ExportVerification> {
     let mpath = dir.join(MANIFEST);
     let text = std::fs::read(&mpath).map_err(|e| ArchiveError::io(&mpath, e))?;
     let manifest: ExportManifest =
         serde_json::from_slice(&text).map_err(|e| invalid(format!("manifest.json: {e}")))?;
     if manifest.version != MANIFEST_VERSION {
-        return Err(invalid(format!("unknown manifest version {:?}", manifest.version)));
+        return Err(invalid(format!(
+            "unknown manifest version {:?}",
+            manifest.version
+        )));
     }
     let public_key = hex32(&manifest.public_key, "public_key")?;
     if let Some(expected) = expected_public_key
@@ -270,7 +303,9 @@ pub fn verify_export(dir: &Path, expected_public_key: Option<&[u8; 32]>) -> Resu
         let path = dir.join(name);
         let bytes = std::fs::read(&path).map_err(|e| ArchiveError::io(&path, e))?;
         if hex::encode(Sha256::digest(&bytes)) != *digest {
-            return Err(invalid(format!("{name}: SHA-256 does not match the manifest")));
+            return Err(invalid(format!(
+                "{name}: SHA-256 does not match the manifest"
+            )));
         }
         file_digests.insert(name.as_str(), bytes);
     }
@@ -287,14 +322,25 @@ pub fn verify_export(dir: &Path, expected_public_key: Option<&[u8; 32]>) -> Resu
         records.push(r);
     }
     if records.len() != manifest.records.len() {
-        return Err(invalid("records.jsonl and the manifest list different records"));
+        return Err(invalid(
+            "records.jsonl and the manifest list different records",
+        ));
     }
     for (r, m) in records.iter().zip(&manifest.records) {
-        if r.seq != m.seq || hex::encode(r.hash) != m.hash || hex::encode(r.prev_hash) != m.prev_hash {
-            return Err(invalid(format!("record {}: differs from the manifest entry", r.seq)));
+        if r.seq != m.seq
+            || hex::encode(r.hash) != m.hash
+            || hex::encode(r.prev_hash) != m.prev_hash
+        {
+            return Err(invalid(format!(
+                "record {}: differs from the manifest entry",
+                r.seq
+            )));
         }
         if manifest.format == ExportFormat::Eml {
-            let name = m.file.as_deref().ok_or_else(|| invalid(format!("record {}: no eml file", r.seq)))?;
+            let name = m
+                .file
+                .as_deref()
+                .ok_or_else(|| invalid(format!("record {}: no eml file", r.seq)))?;
             if !file_digests.contains_key(name) {
                 return Err(invalid(format!("record {}: {name} is not listed", r.seq)));
             }
@@ -313,8 +359,11 @@ pub fn verify_export(dir: &Path, expected_public_key: Option<&[u8; 32]>) -> Resu
         });
     };
     let by_seq: HashMap<u64, &Record> = records.iter().map(|r| (r.seq, r)).collect();
-    let tombs: HashMap<u64, &Tombstone> =
-        manifest.tombstones.iter().map(|t| (t.first_seq, t)).collect();
+    let tombs: HashMap<u64, &Tombstone> = manifest
+        .tombstones
+        .iter()
+        .map(|t| (t.first_seq, t))
+        .collect();
     let mut running = first.prev_hash;
     let mut expected = first.seq;
     let mut seen = 0usize;
@@ -322,10 +371,16 @@ pub fn verify_export(dir: &Path, expected_public_key: Option<&[u8; 32]>) -> Resu
     loop {
         if let Some(t) = tombs.get(&expected) {
             if !hash::verify_tombstone_signature(t, &public_key) {
-                return Err(invalid(format!("tombstone {}..={}: bad signature", t.first_seq, t.last_seq)));
+                return Err(invalid(format!(
+                    "tombstone {}..={}: bad signature",
+                    t.first_seq, t.last_seq
+                )));
             }
             if t.prev_hash != running || t.last_seq < t.first_seq {
-                return Err(invalid(format!("tombstone {}..={}: does not link", t.first_seq, t.last_seq)));
+                return Err(invalid(format!(
+                    "tombstone {}..={}: does not link",
+                    t.first_seq, t.last_seq
+                )));
             }
             running = t.last_hash;
             expected = t.last_seq + 1;
@@ -343,7 +398,9 @@ pub fn verify_export(dir: &Path, expected_public_key: Option<&[u8; 32]>) -> Resu
         let digest = hex32(digest_hex, "spine digest")?;
         if let Some(r) = by_seq.get(seq) {
             if Fields::of(&r.record).digest() != digest {
-                return Err(invalid(format!("record {seq}: content does not match its digest")));
+                return Err(invalid(format!(
+                    "record {seq}: content does not match its digest"
+                )));
             }
             if r.prev_hash != running {
                 return Err(invalid(format!("record {seq}: prev_hash does not link")));

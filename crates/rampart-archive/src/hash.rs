@@ -79,7 +79,12 @@ impl<'a> Fields<'a> {
         for s in [self.kind, self.direction, self.from, self.to] {
             put_str(&mut h, s);
         }
-        for o in [self.remote_domain, self.stanza_id, self.body, self.stanza_xml] {
+        for o in [
+            self.remote_domain,
+            self.stanza_id,
+            self.body,
+            self.stanza_xml,
+        ] {
             put_opt(&mut h, o);
         }
         put_str(&mut h, self.verdict);
@@ -238,9 +243,14 @@ mod tests {
         assert_ne!(record_digest(&a), record_digest(&c));
         // The verdict details count.
         let mut d = rec();
-        d.verdict = Verdict::Bounced { condition: "x".into() };
+        d.verdict = Verdict::Bounced {
+            condition: "x".into(),
+        };
         let mut e = rec();
-        e.verdict = Verdict::Blocked { rule: "x".into(), reason: String::new() };
+        e.verdict = Verdict::Blocked {
+            rule: "x".into(),
+            reason: String::new(),
+        };
         assert_ne!(record_digest(&d), record_digest(&e));
     }
 

@@ -73,6 +73,13 @@
 //! 5. The final `running` must equal the checkpoint's hash, at the checkpoint's seq.
 //! 6. Check the SHA-256 of each file listed in `files`.
 //!
+//! # Performance (measured, `examples/archive_bench.rs`, 2 shared cores under load)
+//! 1M synthetic records (≈ 810 MiB): ingest ≈ 2 800 records/s from 256 concurrent writers
+//! (≈ 255 records per durable transaction; ≈ 5–11 k/s on smaller runs with less contention);
+//! a lone durable append ≈ 4 ms (1 ms window + fsync). Searches (limit 100): p50 1.6 ms,
+//! p99 25 ms over all query shapes, worst single query 92 ms; MAM page ≈ 1 ms; verify
+//! ≈ 46 k records/s.
+//!
 //! # MAM
 //! [`Archive::mam_query`] serves XEP-0313 for a user's own view: messages with a body, sent
 //! or received by the owner, that were delivered or stored offline (messages the guard
@@ -110,7 +117,7 @@ const QUEUE: usize = 16_384;
 const META_PUBLIC_KEY: &str = "signing_public_key";
 
 enum Cmd {
-    Append(NewRecord, oneshot::Sender<Result<u64>>),
+    Append(Box<NewRecord>, oneshot::Sender<Result<u64>>),
     Checkpoint(oneshot::Sender<Result<Checkpoint>>),
 }
 
@@ -199,11 +206,13 @@ impl Archive {
         &*self.inner.backend
     }
 
-    /// Append one record durably; returns its sequence number.
+    /// Append one record durably; returns its sequence number once the group commit holding
+    /// it is on disk. An error means the record was **not** stored (its whole batch rolled
+    /// back, no seq consumed): the router should fail closed and not deliver.
     pub async fn append(&self, rec: NewRecord) -> Result<u64> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Cmd::Append(rec, tx))
+            .send(Cmd::Append(Box::new(rec), tx))
             .await
             .map_err(|_| ArchiveError::Closed)?;
         rx.await.map_err(|_| ArchiveError::Closed)?
@@ -283,7 +292,9 @@ impl Archive {
                     .await?
                     .is_empty()
                 {
-                    report.held_segments.push((seg.first_seq, seg.last_seq, h.id));
+                    report
+                        .held_segments
+                        .push((seg.first_seq, seg.last_seq, h.id));
                     continue 'segments;
                 }
             }
@@ -331,7 +342,9 @@ impl Archive {
                 }
                 let h = hash::chain_hash(next, &prev, &row.fields().digest());
                 if row.hash.as_slice() != h.as_slice() {
-                    return Err(tampered(format!("record {next}: content does not match its hash")));
+                    return Err(tampered(format!(
+                        "record {next}: content does not match its hash"
+                    )));
                 }
                 min_at = min_at.min(row.at_ms);
                 max_at = max_at.max(row.at_ms);
@@ -386,7 +399,10 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
     let opts = inner.opts.clone();
     let max_batch = opts.max_batch.max(1);
     // Records appended since the last checkpoint (approximate across processes).
-    let mut since_cp: u64 = match (inner.backend.head().await, inner.backend.checkpoints().await) {
+    let mut since_cp: u64 = match (
+        inner.backend.head().await,
+        inner.backend.checkpoints().await,
+    ) {
         (Ok((head, _)), Ok(cps)) => head.saturating_sub(cps.last().map_or(0, |c| c.seq)),
         _ => 0,
     };
@@ -429,7 +445,7 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
         for c in cmds {
             match c {
                 Cmd::Append(r, w) => {
-                    records.push(r);
+                    records.push(*r);
                     waiters.push(w);
                 }
                 Cmd::Checkpoint(w) => cp_waiters.push(w),

@@ -67,7 +67,8 @@ impl SqliteBackend {
             .busy_timeout(BUSY_TIMEOUT)
             .pragma("cache_size", "-65536")
             .pragma("mmap_size", "1073741824");
-        let opening = |e: sqlx::Error| ArchiveError::Backend(format!("opening {}: {e}", path.display()));
+        let opening =
+            |e: sqlx::Error| ArchiveError::Backend(format!("opening {}: {e}", path.display()));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -139,11 +140,12 @@ impl SqliteBackend {
                     newest.unwrap_or(0)
                 )));
             }
-            let (applied,): (bool,) =
-                sqlx::query_as("SELECT EXISTS (SELECT 1 FROM archive_migrations WHERE version = ?)")
-                    .bind(version)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let (applied,): (bool,) = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM archive_migrations WHERE version = ?)",
+            )
+            .bind(version)
+            .fetch_one(&mut *tx)
+            .await?;
             if applied {
                 continue;
             }
@@ -304,11 +306,7 @@ async fn time_to_seq_range(
 }
 
 /// Build the search statement. `seq_col` is the column the plan orders by.
-fn build_search(
-    q: &SearchQuery,
-    range: Option<(u64, u64)>,
-    limit: u32,
-) -> Result<Sql> {
+fn build_search(q: &SearchQuery, range: Option<(u64, u64)>, limit: u32) -> Result<Sql> {
     let account = q.account.as_deref().filter(|s| !s.is_empty());
     let with = q.with.as_deref().filter(|s| !s.is_empty());
     let text = match q.text.as_deref() {
@@ -359,11 +357,10 @@ fn build_search(
         sql = Sql::new(&format!("SELECT {COLUMNS} FROM records r WHERE 1"));
         seq_col = "r.seq";
         if let Some(text) = &text {
-            // A rare kind or verdict drives; the text is probed per record.
-            sql.push(
-                " AND EXISTS (SELECT 1 FROM records_fts WHERE records_fts MATCH ? AND rowid = r.seq)",
-            )
-            .bind_str(text);
+            // A rare kind or verdict drives; the full-text matches are materialized once
+            // (probing FTS5 per row re-reads a common word's whole doclist each time).
+            sql.push(" AND r.seq IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)")
+                .bind_str(text);
         }
     }
     // Full JIDs also match the resource.
@@ -397,10 +394,12 @@ fn build_search(
     }
     lo = lo.max(1);
     if lo > 1 {
-        sql.push(&format!(" AND {seq_col} >= ?")).bind_i64(seq_i64(lo));
+        sql.push(&format!(" AND {seq_col} >= ?"))
+            .bind_i64(seq_i64(lo));
     }
     if hi < u64::MAX {
-        sql.push(&format!(" AND {seq_col} <= ?")).bind_i64(seq_i64(hi));
+        sql.push(&format!(" AND {seq_col} <= ?"))
+            .bind_i64(seq_i64(hi));
     }
     sql.push(&format!(" ORDER BY {seq_col} DESC LIMIT ?"))
         .bind_i64(i64::from(limit));
@@ -775,7 +774,6 @@ impl ArchiveBackend for SqliteBackend {
             Some(id) => Some(Some(resolve(id).await?)),
             None => None,
         };
-        drop(resolve);
 
         let mut page = MamPage {
             count,
@@ -854,12 +852,11 @@ impl ArchiveBackend for SqliteBackend {
     async fn delete_segment(&self, seg: &Segment, t: &Tombstone) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let (first, last) = (seq_i64(seg.first_seq), seq_i64(seg.last_seq));
-        let still: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT first_seq, last_seq FROM segments WHERE id = ? AND deleted = 0",
-        )
-        .bind(seg.id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let still: Option<(i64, i64)> =
+            sqlx::query_as("SELECT first_seq, last_seq FROM segments WHERE id = ? AND deleted = 0")
+                .bind(seg.id)
+                .fetch_optional(&mut *tx)
+                .await?;
         if still != Some((first, last)) {
             return Err(ArchiveError::Backend(format!(
                 "segment {}..={} changed during retention",
@@ -990,7 +987,17 @@ impl ArchiveBackend for SqliteBackend {
         Ok(rows
             .into_iter()
             .map(
-                |(id, created_at_ms, released_at_ms, reason, account, with, text, since_ms, until_ms)| {
+                |(
+                    id,
+                    created_at_ms,
+                    released_at_ms,
+                    reason,
+                    account,
+                    with,
+                    text,
+                    since_ms,
+                    until_ms,
+                )| {
                     HoldInfo {
                         id,
                         created_at_ms,
@@ -1036,15 +1043,13 @@ impl ArchiveBackend for SqliteBackend {
 
 async fn flush_segment(tx: &mut SqliteConnection, s: &OpenSegment) -> Result<()> {
     if s.dirty {
-        sqlx::query(
-            "UPDATE segments SET last_seq = ?, min_at_ms = ?, max_at_ms = ? WHERE id = ?",
-        )
-        .bind(seq_i64(s.last_seq))
-        .bind(s.min_at_ms)
-        .bind(s.max_at_ms)
-        .bind(s.id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE segments SET last_seq = ?, min_at_ms = ?, max_at_ms = ? WHERE id = ?")
+            .bind(seq_i64(s.last_seq))
+            .bind(s.min_at_ms)
+            .bind(s.max_at_ms)
+            .bind(s.id)
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(())
 }

@@ -46,9 +46,14 @@ async fn file_archive(n: i64) -> (tempfile::TempDir, Archive) {
     let dir = tempfile::tempdir().unwrap();
     let a = Archive::open(dir.path(), opts()).await.unwrap();
     for i in 0..n {
-        a.append(msg(T0 + i, "alice@x/phone", "bob@x", &format!("message {i}")))
-            .await
-            .unwrap();
+        a.append(msg(
+            T0 + i,
+            "alice@x/phone",
+            "bob@x",
+            &format!("message {i}"),
+        ))
+        .await
+        .unwrap();
     }
     (dir, a)
 }
@@ -77,23 +82,47 @@ async fn append_search_verify_round_trip() {
     };
     a.append(login).await.unwrap();
 
-    let got = a.search(&SearchQuery { text: Some("hello".into()), ..Default::default() }).await.unwrap();
+    let got = a
+        .search(&SearchQuery {
+            text: Some("hello".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].record, r);
     assert_eq!(got[0].seq, 1);
     assert_eq!(got[0].prev_hash, hash::GENESIS);
 
     let got = a
-        .search(&SearchQuery { verdict: Some(VerdictKind::Blocked), ..Default::default() })
+        .search(&SearchQuery {
+            verdict: Some(VerdictKind::Blocked),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].record, blocked);
-    assert_eq!(got[0].prev_hash, a.search(&SearchQuery { text: Some("hello".into()), ..Default::default() }).await.unwrap()[0].hash);
+    assert_eq!(
+        got[0].prev_hash,
+        a.search(&SearchQuery {
+            text: Some("hello".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+            .hash
+    );
 
     let all = a.search(&SearchQuery::default()).await.unwrap();
     assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 2, 1]);
-    let logins = a.search(&SearchQuery { kind: Some(RecordKind::Login), ..Default::default() }).await.unwrap();
+    let logins = a
+        .search(&SearchQuery {
+            kind: Some(RecordKind::Login),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(logins.len(), 1);
 
     let cp = a.checkpoint().await.unwrap();
@@ -108,54 +137,197 @@ async fn append_search_verify_round_trip() {
 #[tokio::test]
 async fn search_filters() {
     let a = Archive::open_in_memory_for_tests(opts()).await.unwrap();
-    a.append(msg(T0, "alice@x/a", "bob@x", "Привет, мир")).await.unwrap();
-    a.append(msg(T0 + 10, "bob@x/b", "alice@x", "Un café au lait")).await.unwrap();
-    a.append(msg(T0 + 20, "carol@x/c", "bob@x", "Quarterly report draft")).await.unwrap();
+    a.append(msg(T0, "alice@x/a", "bob@x", "Привет, мир"))
+        .await
+        .unwrap();
+    a.append(msg(T0 + 10, "bob@x/b", "alice@x", "Un café au lait"))
+        .await
+        .unwrap();
+    a.append(msg(T0 + 20, "carol@x/c", "bob@x", "Quarterly report draft"))
+        .await
+        .unwrap();
     a.append(NewRecord {
         direction: Direction::Outbound,
         remote_domain: Some("remote.example".into()),
-        verdict: Verdict::Quarantined { rule: "r1".into(), reason: "attachment".into() },
-        ..msg(T0 + 30, "alice@x/a", "dave@remote.example", "report attached")
+        verdict: Verdict::Quarantined {
+            rule: "r1".into(),
+            reason: "attachment".into(),
+        },
+        ..msg(
+            T0 + 30,
+            "alice@x/a",
+            "dave@remote.example",
+            "report attached",
+        )
     })
     .await
     .unwrap();
 
     let s = |q: SearchQuery| {
         let a = &a;
-        async move { a.search(&q).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>() }
+        async move {
+            a.search(&q)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>()
+        }
     };
     // Non-ASCII, case- and diacritic-insensitive.
-    assert_eq!(s(SearchQuery { text: Some("привет".into()), ..Default::default() }).await, vec![1]);
-    assert_eq!(s(SearchQuery { text: Some("МИР".into()), ..Default::default() }).await, vec![1]);
-    assert_eq!(s(SearchQuery { text: Some("cafe".into()), ..Default::default() }).await, vec![2]);
-    assert_eq!(s(SearchQuery { text: Some("café lait".into()), ..Default::default() }).await, vec![2]);
-    assert_eq!(s(SearchQuery { text: Some("repo*".into()), ..Default::default() }).await, vec![4, 3]);
-    // FTS operators in user text are inert.
-    assert_eq!(s(SearchQuery { text: Some("report OR NEAR(\"x".into()), ..Default::default() }).await, Vec::<u64>::new());
-    assert!(a.search(&SearchQuery { text: Some("  ,, ".into()), ..Default::default() }).await.is_err());
-    // Account: sender or recipient.
-    assert_eq!(s(SearchQuery { account: Some("alice@x".into()), ..Default::default() }).await, vec![4, 2, 1]);
-    assert_eq!(s(SearchQuery { account: Some("alice@x/a".into()), ..Default::default() }).await, vec![4, 1]);
     assert_eq!(
-        s(SearchQuery { account: Some("bob@x".into()), with: Some("carol@x".into()), ..Default::default() }).await,
+        s(SearchQuery {
+            text: Some("привет".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![1]
+    );
+    assert_eq!(
+        s(SearchQuery {
+            text: Some("МИР".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![1]
+    );
+    assert_eq!(
+        s(SearchQuery {
+            text: Some("cafe".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![2]
+    );
+    assert_eq!(
+        s(SearchQuery {
+            text: Some("café lait".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![2]
+    );
+    assert_eq!(
+        s(SearchQuery {
+            text: Some("repo*".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![4, 3]
+    );
+    // FTS operators in user text are inert.
+    assert_eq!(
+        s(SearchQuery {
+            text: Some("report OR NEAR(\"x".into()),
+            ..Default::default()
+        })
+        .await,
+        Vec::<u64>::new()
+    );
+    assert!(
+        a.search(&SearchQuery {
+            text: Some("  ,, ".into()),
+            ..Default::default()
+        })
+        .await
+        .is_err()
+    );
+    // Account: sender or recipient.
+    assert_eq!(
+        s(SearchQuery {
+            account: Some("alice@x".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![4, 2, 1]
+    );
+    assert_eq!(
+        s(SearchQuery {
+            account: Some("alice@x/a".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![4, 1]
+    );
+    assert_eq!(
+        s(SearchQuery {
+            account: Some("bob@x".into()),
+            with: Some("carol@x".into()),
+            ..Default::default()
+        })
+        .await,
         vec![3]
     );
     assert_eq!(
-        s(SearchQuery { account: Some("alice@x".into()), text: Some("report".into()), ..Default::default() }).await,
+        s(SearchQuery {
+            account: Some("alice@x".into()),
+            text: Some("report".into()),
+            ..Default::default()
+        })
+        .await,
         vec![4]
     );
-    assert_eq!(s(SearchQuery { verdict: Some(VerdictKind::Quarantined), ..Default::default() }).await, vec![4]);
-    assert_eq!(s(SearchQuery { direction: Some(Direction::Outbound), ..Default::default() }).await, vec![4]);
-    // Time range [since, until).
-    assert_eq!(s(SearchQuery { since_ms: Some(T0 + 10), until_ms: Some(T0 + 30), ..Default::default() }).await, vec![3, 2]);
-    assert_eq!(s(SearchQuery { since_ms: Some(T0 + 100), ..Default::default() }).await, Vec::<u64>::new());
     assert_eq!(
-        s(SearchQuery { text: Some("report".into()), until_ms: Some(T0 + 25), ..Default::default() }).await,
+        s(SearchQuery {
+            verdict: Some(VerdictKind::Quarantined),
+            ..Default::default()
+        })
+        .await,
+        vec![4]
+    );
+    assert_eq!(
+        s(SearchQuery {
+            direction: Some(Direction::Outbound),
+            ..Default::default()
+        })
+        .await,
+        vec![4]
+    );
+    // Time range [since, until).
+    assert_eq!(
+        s(SearchQuery {
+            since_ms: Some(T0 + 10),
+            until_ms: Some(T0 + 30),
+            ..Default::default()
+        })
+        .await,
+        vec![3, 2]
+    );
+    assert_eq!(
+        s(SearchQuery {
+            since_ms: Some(T0 + 100),
+            ..Default::default()
+        })
+        .await,
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        s(SearchQuery {
+            text: Some("report".into()),
+            until_ms: Some(T0 + 25),
+            ..Default::default()
+        })
+        .await,
         vec![3]
     );
     // Limit and paging.
-    assert_eq!(s(SearchQuery { limit: Some(2), ..Default::default() }).await, vec![4, 3]);
-    assert_eq!(s(SearchQuery { limit: Some(2), before_seq: Some(3), ..Default::default() }).await, vec![2, 1]);
+    assert_eq!(
+        s(SearchQuery {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await,
+        vec![4, 3]
+    );
+    assert_eq!(
+        s(SearchQuery {
+            limit: Some(2),
+            before_seq: Some(3),
+            ..Default::default()
+        })
+        .await,
+        vec![2, 1]
+    );
 }
 
 #[tokio::test]
@@ -168,7 +340,16 @@ async fn group_commit_concurrent_appends() {
         tasks.push(tokio::spawn(async move {
             let mut seqs = Vec::new();
             for i in 0..20 {
-                seqs.push(a.append(msg(T0 + i, &format!("u{t}@x"), "bob@x", &format!("m {t} {i}"))).await.unwrap());
+                seqs.push(
+                    a.append(msg(
+                        T0 + i,
+                        &format!("u{t}@x"),
+                        "bob@x",
+                        &format!("m {t} {i}"),
+                    ))
+                    .await
+                    .unwrap(),
+                );
             }
             seqs
         }));
@@ -201,7 +382,10 @@ async fn first_bad(a: &Archive) -> u64 {
 async fn tamper_changed_body() {
     let (dir, a) = file_archive(10).await;
     let pool = raw_pool(dir.path()).await;
-    sqlx::query("UPDATE records SET body = 'message 5!' WHERE seq = 6").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE records SET body = 'message 5!' WHERE seq = 6")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert_eq!(first_bad(&a).await, 6);
 }
 
@@ -212,43 +396,107 @@ async fn tamper_flipped_byte_in_every_field() {
     let mut rec = NewRecord {
         remote_domain: Some("r.example".into()),
         meta_json: Some("{}".into()),
-        verdict: Verdict::Blocked { rule: "rule".into(), reason: "why".into() },
+        verdict: Verdict::Blocked {
+            rule: "rule".into(),
+            reason: "why".into(),
+        },
         ..msg(T0 + 100, "alice@x/phone", "bob@x", "body")
     };
     rec.direction = Direction::Inbound;
     a.append(rec).await.unwrap();
-    a.append(msg(T0 + 101, "bob@x", "alice@x", "after")).await.unwrap();
+    a.append(msg(T0 + 101, "bob@x", "alice@x", "after"))
+        .await
+        .unwrap();
     for col in [
-        "kind", "direction", "from_jid", "to_jid", "remote_domain", "stanza_id", "body",
-        "stanza_xml", "verdict", "verdict_rule", "verdict_reason", "meta_json",
+        "kind",
+        "direction",
+        "from_jid",
+        "to_jid",
+        "remote_domain",
+        "stanza_id",
+        "body",
+        "stanza_xml",
+        "verdict",
+        "verdict_rule",
+        "verdict_reason",
+        "meta_json",
     ] {
-        let orig: String = sqlx::query_scalar(AssertSqlSafe(format!("SELECT {col} FROM records WHERE seq = 5")))
-            .fetch_one(&pool).await.unwrap();
+        let orig: String = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT {col} FROM records WHERE seq = 5"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         let mut bytes = orig.clone().into_bytes();
         bytes[0] ^= 0x01;
         let changed = String::from_utf8(bytes).unwrap();
-        sqlx::query(AssertSqlSafe(format!("UPDATE records SET {col} = ? WHERE seq = 5"))).bind(&changed).execute(&pool).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE records SET {col} = ? WHERE seq = 5"
+        )))
+        .bind(&changed)
+        .execute(&pool)
+        .await
+        .unwrap();
         assert_eq!(first_bad(&a).await, 5, "column {col}");
-        sqlx::query(AssertSqlSafe(format!("UPDATE records SET {col} = ? WHERE seq = 5"))).bind(&orig).execute(&pool).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE records SET {col} = ? WHERE seq = 5"
+        )))
+        .bind(&orig)
+        .execute(&pool)
+        .await
+        .unwrap();
         assert!(a.verify().await.unwrap().is_ok());
     }
     for col in ["at_ms"] {
-        sqlx::query(AssertSqlSafe(format!("UPDATE records SET {col} = {col} + 1 WHERE seq = 5"))).execute(&pool).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE records SET {col} = {col} + 1 WHERE seq = 5"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
         assert_eq!(first_bad(&a).await, 5);
-        sqlx::query(AssertSqlSafe(format!("UPDATE records SET {col} = {col} - 1 WHERE seq = 5"))).execute(&pool).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE records SET {col} = {col} - 1 WHERE seq = 5"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
     }
     for col in ["hash", "prev_hash"] {
-        let orig: Vec<u8> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT {col} FROM records WHERE seq = 5"))).fetch_one(&pool).await.unwrap();
+        let orig: Vec<u8> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT {col} FROM records WHERE seq = 5"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         let mut changed = orig.clone();
         changed[31] ^= 0x80;
-        sqlx::query(AssertSqlSafe(format!("UPDATE records SET {col} = ? WHERE seq = 5"))).bind(&changed).execute(&pool).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE records SET {col} = ? WHERE seq = 5"
+        )))
+        .bind(&changed)
+        .execute(&pool)
+        .await
+        .unwrap();
         assert_eq!(first_bad(&a).await, 5, "column {col}");
-        sqlx::query(AssertSqlSafe(format!("UPDATE records SET {col} = ? WHERE seq = 5"))).bind(&orig).execute(&pool).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE records SET {col} = ? WHERE seq = 5"
+        )))
+        .bind(&orig)
+        .execute(&pool)
+        .await
+        .unwrap();
     }
     // A NULL where a value was, and a value where NULL was.
-    sqlx::query("UPDATE records SET meta_json = NULL WHERE seq = 5").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE records SET meta_json = NULL WHERE seq = 5")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert_eq!(first_bad(&a).await, 5);
-    sqlx::query("UPDATE records SET meta_json = '{}', remote_domain = NULL WHERE seq = 5").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE records SET meta_json = '{}', remote_domain = NULL WHERE seq = 5")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert_eq!(first_bad(&a).await, 5);
 }
 
@@ -256,7 +504,10 @@ async fn tamper_flipped_byte_in_every_field() {
 async fn tamper_deleted_row() {
     let (dir, a) = file_archive(10).await;
     let pool = raw_pool(dir.path()).await;
-    sqlx::query("DELETE FROM records WHERE seq = 4").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM records WHERE seq = 4")
+        .execute(&pool)
+        .await
+        .unwrap();
     let rep = a.verify().await.unwrap();
     assert_eq!(rep.failure.as_ref().unwrap().seq, 4, "{rep:?}");
     assert!(rep.failure.unwrap().reason.contains("missing"));
@@ -268,16 +519,30 @@ async fn tamper_swapped_rows() {
     let pool = raw_pool(dir.path()).await;
     let cols = "at_ms, kind, direction, from_jid, to_jid, remote_domain, stanza_id, body, stanza_xml, verdict, verdict_rule, verdict_reason, meta_json, prev_hash, hash";
     let list: Vec<&str> = cols.split(", ").collect();
-    let set = list.iter().map(|c| format!("{c} = (SELECT {c} FROM tmp WHERE tmp.seq = ?)")).collect::<Vec<_>>().join(", ");
-    sqlx::query(AssertSqlSafe(format!("CREATE TABLE tmp AS SELECT seq, {cols} FROM records WHERE seq IN (3, 7)"))).execute(&pool).await.unwrap();
+    let set = list
+        .iter()
+        .map(|c| format!("{c} = (SELECT {c} FROM tmp WHERE tmp.seq = ?)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TABLE tmp AS SELECT seq, {cols} FROM records WHERE seq IN (3, 7)"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
     for (dst, src) in [(3i64, 7i64), (7, 3)] {
-        let mut q = sqlx::query(AssertSqlSafe(format!("UPDATE records SET {set} WHERE seq = ?")));
+        let mut q = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE records SET {set} WHERE seq = ?"
+        )));
         for _ in &list {
             q = q.bind(src);
         }
         q.bind(dst).execute(&pool).await.unwrap();
     }
-    let b3: String = sqlx::query_scalar("SELECT body FROM records WHERE seq = 3").fetch_one(&pool).await.unwrap();
+    let b3: String = sqlx::query_scalar("SELECT body FROM records WHERE seq = 3")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(b3, "message 6");
     assert_eq!(first_bad(&a).await, 3);
 }
@@ -287,22 +552,44 @@ async fn tamper_truncation_and_checkpoints() {
     let (dir, a) = file_archive(10).await;
     let cp = a.checkpoint().await.unwrap();
     for i in 10..15 {
-        a.append(msg(T0 + i, "alice@x", "bob@x", "later")).await.unwrap();
+        a.append(msg(T0 + i, "alice@x", "bob@x", "later"))
+            .await
+            .unwrap();
     }
     let pool = raw_pool(dir.path()).await;
     // Truncating after the last checkpoint is caught by the head row...
-    sqlx::query("DELETE FROM records WHERE seq > 12").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM records WHERE seq > 12")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert_eq!(first_bad(&a).await, 13);
     // ... and past a checkpoint by the checkpoint, even with the head rewritten.
-    sqlx::query("DELETE FROM records WHERE seq > 8").execute(&pool).await.unwrap();
-    sqlx::query("UPDATE chain_head SET seq = 8, hash = (SELECT hash FROM records WHERE seq = 8)").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM records WHERE seq > 8")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE chain_head SET seq = 8, hash = (SELECT hash FROM records WHERE seq = 8)")
+        .execute(&pool)
+        .await
+        .unwrap();
     let rep = a.verify().await.unwrap();
     assert_eq!(rep.failure.as_ref().unwrap().seq, 9, "{rep:?}");
     assert!(rep.failure.unwrap().reason.contains("truncated"));
     // Deleting the checkpoint too: only an outside checkpoint catches it.
-    sqlx::query("DELETE FROM checkpoints").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM checkpoints")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert!(a.verify().await.unwrap().is_ok());
-    assert_eq!(a.verify_against(&[cp.clone()]).await.unwrap().failure.unwrap().seq, 9);
+    assert_eq!(
+        a.verify_against(std::slice::from_ref(&cp))
+            .await
+            .unwrap()
+            .failure
+            .unwrap()
+            .seq,
+        9
+    );
     // A forged checkpoint (bad signature) is caught.
     sqlx::query("INSERT INTO checkpoints (seq, hash, at_ms, signature) SELECT seq, hash, 1, zeroblob(64) FROM records WHERE seq = 5")
         .execute(&pool).await.unwrap();
@@ -316,8 +603,19 @@ async fn three_days(dir: &std::path::Path) -> Archive {
     let a = Archive::open(dir, opts()).await.unwrap();
     for d in 0..3 {
         for i in 0..3 {
-            let (from, to) = if i == 0 { ("carol@x/c", "dave@x") } else { ("alice@x/a", "bob@x") };
-            a.append(msg(T0 + d * DAY + i * 1000, from, to, &format!("day {d} item {i}"))).await.unwrap();
+            let (from, to) = if i == 0 {
+                ("carol@x/c", "dave@x")
+            } else {
+                ("alice@x/a", "bob@x")
+            };
+            a.append(msg(
+                T0 + d * DAY + i * 1000,
+                from,
+                to,
+                &format!("day {d} item {i}"),
+            ))
+            .await
+            .unwrap();
         }
     }
     a
@@ -329,37 +627,84 @@ async fn retention_deletes_old_segments_and_verify_passes() {
     let a = three_days(dir.path()).await;
     a.checkpoint().await.unwrap();
     // Cutoff: start of day 2. Days 0 and 1 go; day 2 is the open segment anyway.
-    let rep = a.apply_retention(T0 + 12 * DAY, Duration::from_millis(10 * DAY as u64)).await.unwrap();
+    let rep = a
+        .apply_retention(T0 + 12 * DAY, Duration::from_millis(10 * DAY as u64))
+        .await
+        .unwrap();
     assert_eq!(rep.deleted_records, 6);
     assert_eq!(rep.deleted_segments.len(), 2);
-    assert_eq!((rep.deleted_segments[0].first_seq, rep.deleted_segments[0].last_seq), (1, 3));
-    assert_eq!((rep.deleted_segments[1].first_seq, rep.deleted_segments[1].last_seq), (4, 6));
+    assert_eq!(
+        (
+            rep.deleted_segments[0].first_seq,
+            rep.deleted_segments[0].last_seq
+        ),
+        (1, 3)
+    );
+    assert_eq!(
+        (
+            rep.deleted_segments[1].first_seq,
+            rep.deleted_segments[1].last_seq
+        ),
+        (4, 6)
+    );
     let left = a.search(&SearchQuery::default()).await.unwrap();
-    assert_eq!(left.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![9, 8, 7]);
-    assert!(a.search(&SearchQuery { text: Some("day".into()), ..Default::default() }).await.unwrap().len() == 3);
+    assert_eq!(
+        left.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![9, 8, 7]
+    );
+    assert!(
+        a.search(&SearchQuery {
+            text: Some("day".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len()
+            == 3
+    );
     let v = a.verify().await.unwrap();
     assert!(v.is_ok(), "{v:?}");
     assert_eq!((v.records_checked, v.tombstones_checked), (3, 2));
     // Never the open segment, even when old.
-    let rep = a.apply_retention(T0 + 100 * DAY, Duration::from_millis(DAY as u64)).await.unwrap();
+    let rep = a
+        .apply_retention(T0 + 100 * DAY, Duration::from_millis(DAY as u64))
+        .await
+        .unwrap();
     assert_eq!(rep.deleted_records, 0);
     // Appending continues the chain across the tombstones.
-    a.append(msg(T0 + 3 * DAY, "alice@x", "bob@x", "new day")).await.unwrap();
+    a.append(msg(T0 + 3 * DAY, "alice@x", "bob@x", "new day"))
+        .await
+        .unwrap();
     assert!(a.verify().await.unwrap().is_ok());
 
     // Tampering with a tombstone is caught at its first seq.
     let pool = raw_pool(dir.path()).await;
-    sqlx::query("UPDATE tombstones SET last_seq = 5 WHERE first_seq = 4").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE tombstones SET last_seq = 5 WHERE first_seq = 4")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert_eq!(first_bad(&a).await, 4);
-    sqlx::query("UPDATE tombstones SET last_seq = 6 WHERE first_seq = 4").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE tombstones SET last_seq = 6 WHERE first_seq = 4")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert!(a.verify().await.unwrap().is_ok());
-    sqlx::query("UPDATE tombstones SET max_at_ms = max_at_ms + 1 WHERE first_seq = 1").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE tombstones SET max_at_ms = max_at_ms + 1 WHERE first_seq = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
     let rep = a.verify().await.unwrap();
     assert_eq!(rep.failure.as_ref().unwrap().seq, 1);
     assert!(rep.failure.unwrap().reason.contains("signature"));
-    sqlx::query("UPDATE tombstones SET max_at_ms = max_at_ms - 1 WHERE first_seq = 1").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE tombstones SET max_at_ms = max_at_ms - 1 WHERE first_seq = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
     // Deleting a tombstone leaves a gap.
-    sqlx::query("DELETE FROM tombstones WHERE first_seq = 4").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM tombstones WHERE first_seq = 4")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert_eq!(first_bad(&a).await, 4);
 }
 
@@ -368,9 +713,18 @@ async fn retention_refuses_tampered_segment() {
     let dir = tempfile::tempdir().unwrap();
     let a = three_days(dir.path()).await;
     let pool = raw_pool(dir.path()).await;
-    sqlx::query("UPDATE records SET body = 'rewritten' WHERE seq = 2").execute(&pool).await.unwrap();
-    let err = a.apply_retention(T0 + 12 * DAY, Duration::from_millis(10 * DAY as u64)).await.unwrap_err();
-    assert!(matches!(err, ArchiveError::SegmentTampered { first_seq: 1, .. }), "{err}");
+    sqlx::query("UPDATE records SET body = 'rewritten' WHERE seq = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = a
+        .apply_retention(T0 + 12 * DAY, Duration::from_millis(10 * DAY as u64))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::SegmentTampered { first_seq: 1, .. }),
+        "{err}"
+    );
     assert_eq!(first_bad(&a).await, 2);
 }
 
@@ -379,7 +733,14 @@ async fn legal_hold_keeps_covered_segments() {
     let dir = tempfile::tempdir().unwrap();
     let a = three_days(dir.path()).await;
     // carol's records are the first of each day: holds on her keep days 0 and 1.
-    let h1 = a.add_hold(LegalHold { reason: "case 1".into(), account: Some("carol@x".into()), ..Default::default() }).await.unwrap();
+    let h1 = a
+        .add_hold(LegalHold {
+            reason: "case 1".into(),
+            account: Some("carol@x".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     // A text hold restricted in time covers day 1 only.
     let h2 = a
         .add_hold(LegalHold {
@@ -391,12 +752,21 @@ async fn legal_hold_keeps_covered_segments() {
         })
         .await
         .unwrap();
-    let rep = a.apply_retention(T0 + 12 * DAY, Duration::from_millis(10 * DAY as u64)).await.unwrap();
+    let rep = a
+        .apply_retention(T0 + 12 * DAY, Duration::from_millis(10 * DAY as u64))
+        .await
+        .unwrap();
     assert_eq!(rep.deleted_records, 0);
     assert_eq!(rep.held_segments, vec![(1, 3, h1), (4, 6, h1)]);
     a.release_hold(h1).await.unwrap();
-    assert!(matches!(a.release_hold(h1).await, Err(ArchiveError::NoSuchHold(_))));
-    let rep = a.apply_retention(T0 + 12 * DAY, Duration::from_millis(10 * DAY as u64)).await.unwrap();
+    assert!(matches!(
+        a.release_hold(h1).await,
+        Err(ArchiveError::NoSuchHold(_))
+    ));
+    let rep = a
+        .apply_retention(T0 + 12 * DAY, Duration::from_millis(10 * DAY as u64))
+        .await
+        .unwrap();
     assert_eq!(rep.deleted_records, 3);
     assert_eq!(rep.held_segments, vec![(4, 6, h2)]);
     let holds = a.holds().await.unwrap();
@@ -408,12 +778,29 @@ async fn legal_hold_keeps_covered_segments() {
 #[tokio::test]
 async fn segments_split_by_record_count() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Archive::open(dir.path(), ArchiveOptions { segment_max_records: 4, ..opts() }).await.unwrap();
+    let a = Archive::open(
+        dir.path(),
+        ArchiveOptions {
+            segment_max_records: 4,
+            ..opts()
+        },
+    )
+    .await
+    .unwrap();
     for i in 0..10 {
-        a.append(msg(T0 + i, "alice@x", "bob@x", "x")).await.unwrap();
+        a.append(msg(T0 + i, "alice@x", "bob@x", "x"))
+            .await
+            .unwrap();
     }
-    let rep = a.apply_retention(T0 + DAY, Duration::from_millis(1)).await.unwrap();
-    let ranges: Vec<_> = rep.deleted_segments.iter().map(|t| (t.first_seq, t.last_seq)).collect();
+    let rep = a
+        .apply_retention(T0 + DAY, Duration::from_millis(1))
+        .await
+        .unwrap();
+    let ranges: Vec<_> = rep
+        .deleted_segments
+        .iter()
+        .map(|t| (t.first_seq, t.last_seq))
+        .collect();
     assert_eq!(ranges, vec![(1, 4), (5, 8)]);
     assert!(a.verify().await.unwrap().is_ok());
 }
@@ -423,78 +810,251 @@ async fn mam_paging_and_with() {
     let a = Archive::open_in_memory_for_tests(opts()).await.unwrap();
     // 1..=10 alternate alice<->bob; 11 carol->alice; 12 blocked; 13 chat state without body.
     for i in 0..10 {
-        let (f, t) = if i % 2 == 0 { ("alice@x/a", "bob@x/b") } else { ("bob@x/b", "alice@x/a") };
+        let (f, t) = if i % 2 == 0 {
+            ("alice@x/a", "bob@x/b")
+        } else {
+            ("bob@x/b", "alice@x/a")
+        };
         a.append(msg(T0 + i, f, t, &format!("m{i}"))).await.unwrap();
     }
-    a.append(msg(T0 + 10, "carol@x/c", "alice@x", "from carol")).await.unwrap();
-    a.append(NewRecord { verdict: Verdict::Blocked { rule: "r".into(), reason: "x".into() }, ..msg(T0 + 11, "bob@x/b", "alice@x", "bad") })
+    a.append(msg(T0 + 10, "carol@x/c", "alice@x", "from carol"))
         .await
         .unwrap();
-    a.append(NewRecord { body: None, ..msg(T0 + 12, "bob@x/b", "alice@x", "") }).await.unwrap();
-    a.append(msg(T0 + 13, "dave@x", "erin@x", "not alice's")).await.unwrap();
+    a.append(NewRecord {
+        verdict: Verdict::Blocked {
+            rule: "r".into(),
+            reason: "x".into(),
+        },
+        ..msg(T0 + 11, "bob@x/b", "alice@x", "bad")
+    })
+    .await
+    .unwrap();
+    a.append(NewRecord {
+        body: None,
+        ..msg(T0 + 12, "bob@x/b", "alice@x", "")
+    })
+    .await
+    .unwrap();
+    a.append(msg(T0 + 13, "dave@x", "erin@x", "not alice's"))
+        .await
+        .unwrap();
 
     let ids = |p: &MamPage| p.records.iter().map(|r| r.seq).collect::<Vec<_>>();
     // First page, oldest first.
-    let p = a.mam_query("alice@x", &MamQuery { max: Some(4), ..Default::default() }).await.unwrap();
+    let p = a
+        .mam_query(
+            "alice@x",
+            &MamQuery {
+                max: Some(4),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(ids(&p), vec![1, 2, 3, 4]);
     assert_eq!((p.count, p.complete, p.first_index), (11, false, Some(0)));
-    assert_eq!((p.first.as_deref(), p.last.as_deref()), (Some("1"), Some("4")));
-    let p = a.mam_query("alice@x", &MamQuery { max: Some(4), after: p.last.clone(), ..Default::default() }).await.unwrap();
+    assert_eq!(
+        (p.first.as_deref(), p.last.as_deref()),
+        (Some("1"), Some("4"))
+    );
+    let p = a
+        .mam_query(
+            "alice@x",
+            &MamQuery {
+                max: Some(4),
+                after: p.last.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(ids(&p), vec![5, 6, 7, 8]);
-    let p = a.mam_query("alice@x", &MamQuery { max: Some(4), after: p.last.clone(), ..Default::default() }).await.unwrap();
+    let p = a
+        .mam_query(
+            "alice@x",
+            &MamQuery {
+                max: Some(4),
+                after: p.last.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(ids(&p), vec![9, 10, 11]);
     assert!(p.complete);
     assert_eq!(p.first_index, Some(8));
     // Last page, then backwards.
-    let p = a.mam_query("alice@x", &MamQuery { max: Some(4), before: Some(String::new()), ..Default::default() }).await.unwrap();
+    let p = a
+        .mam_query(
+            "alice@x",
+            &MamQuery {
+                max: Some(4),
+                before: Some(String::new()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(ids(&p), vec![8, 9, 10, 11]);
     assert!(!p.complete);
-    let p = a.mam_query("alice@x", &MamQuery { max: Some(4), before: p.first.clone(), ..Default::default() }).await.unwrap();
+    let p = a
+        .mam_query(
+            "alice@x",
+            &MamQuery {
+                max: Some(4),
+                before: p.first.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(ids(&p), vec![4, 5, 6, 7]);
-    let p = a.mam_query("alice@x", &MamQuery { max: Some(4), before: p.first.clone(), ..Default::default() }).await.unwrap();
+    let p = a
+        .mam_query(
+            "alice@x",
+            &MamQuery {
+                max: Some(4),
+                before: p.first.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(ids(&p), vec![1, 2, 3]);
     assert!(p.complete);
     // with: bare and full JIDs.
-    let p = a.mam_query("alice@x", &MamQuery { with: Some("carol@x".into()), ..Default::default() }).await.unwrap();
+    let p = a
+        .mam_query(
+            "alice@x",
+            &MamQuery {
+                with: Some("carol@x".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(ids(&p), vec![11]);
     assert!(p.complete);
-    let p = a.mam_query("alice@x", &MamQuery { with: Some("bob@x/b".into()), max: Some(100), ..Default::default() }).await.unwrap();
+    let p = a
+        .mam_query(
+            "alice@x",
+            &MamQuery {
+                with: Some("bob@x/b".into()),
+                max: Some(100),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(p.count, 10);
-    let p = a.mam_query("alice@x", &MamQuery { with: Some("bob@x/other".into()), ..Default::default() }).await.unwrap();
+    let p = a
+        .mam_query(
+            "alice@x",
+            &MamQuery {
+                with: Some("bob@x/other".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(p.count, 0);
     // Time range.
-    let p = a.mam_query("alice@x", &MamQuery { start_ms: Some(T0 + 2), end_ms: Some(T0 + 4), ..Default::default() }).await.unwrap();
+    let p = a
+        .mam_query(
+            "alice@x",
+            &MamQuery {
+                start_ms: Some(T0 + 2),
+                end_ms: Some(T0 + 4),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(ids(&p), vec![3, 4, 5]);
     // Count only.
-    let p = a.mam_query("bob@x", &MamQuery { max: Some(0), ..Default::default() }).await.unwrap();
+    let p = a
+        .mam_query(
+            "bob@x",
+            &MamQuery {
+                max: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!((p.count, p.records.len()), (10, 0));
     // Unknown and foreign ids.
-    assert!(matches!(a.mam_query("alice@x", &MamQuery { after: Some("zzz".into()), ..Default::default() }).await, Err(ArchiveError::ItemNotFound(_))));
-    assert!(matches!(a.mam_query("alice@x", &MamQuery { after: Some("14".into()), ..Default::default() }).await, Err(ArchiveError::ItemNotFound(_))));
+    assert!(matches!(
+        a.mam_query(
+            "alice@x",
+            &MamQuery {
+                after: Some("zzz".into()),
+                ..Default::default()
+            }
+        )
+        .await,
+        Err(ArchiveError::ItemNotFound(_))
+    ));
+    assert!(matches!(
+        a.mam_query(
+            "alice@x",
+            &MamQuery {
+                after: Some("14".into()),
+                ..Default::default()
+            }
+        )
+        .await,
+        Err(ArchiveError::ItemNotFound(_))
+    ));
 }
 
 #[tokio::test]
 async fn export_jsonl_and_eml_verify() {
     let dir = tempfile::tempdir().unwrap();
     let a = three_days(dir.path()).await;
-    a.append(msg(T0 + 3 * DAY, "alice@x/a", "bob@x", "line1\r\nSubject: injected\r\n\r\nüñï")).await.unwrap();
+    a.append(msg(
+        T0 + 3 * DAY,
+        "alice@x/a",
+        "bob@x",
+        "line1\r\nSubject: injected\r\n\r\nüñï",
+    ))
+    .await
+    .unwrap();
     a.checkpoint().await.unwrap();
-    a.append(msg(T0 + 3 * DAY + 1, "bob@x", "alice@x", "after checkpoint")).await.unwrap();
-    a.apply_retention(T0 + 12 * DAY, Duration::from_millis(10 * DAY as u64 + 1)).await.unwrap();
+    a.append(msg(
+        T0 + 3 * DAY + 1,
+        "bob@x",
+        "alice@x",
+        "after checkpoint",
+    ))
+    .await
+    .unwrap();
+    a.apply_retention(T0 + 12 * DAY, Duration::from_millis(10 * DAY as u64 + 1))
+        .await
+        .unwrap();
 
     // carol's records (1, 4 deleted; 7 left) and alice's.
-    let q = SearchQuery { account: Some("alice@x".into()), ..Default::default() };
+    let q = SearchQuery {
+        account: Some("alice@x".into()),
+        ..Default::default()
+    };
     let out = dir.path().join("export-jsonl");
     let m = a.export(&q, ExportFormat::Jsonl, &out).await.unwrap();
     let seqs: Vec<u64> = m.records.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, vec![8, 9, 10, 11]);
-    assert_eq!(m.checkpoint.seq, 11, "a new checkpoint covers the newest record");
+    assert_eq!(
+        m.checkpoint.seq, 11,
+        "a new checkpoint covers the newest record"
+    );
     let v = verify_export(&out, Some(&a.public_key())).unwrap();
     assert_eq!(v.records, 4);
     assert!(verify_export(&out, Some(&[7; 32])).is_err());
 
     // Older records across a tombstone, covered by the existing checkpoint.
-    let q = SearchQuery { account: Some("carol@x".into()), ..Default::default() };
+    let q = SearchQuery {
+        account: Some("carol@x".into()),
+        ..Default::default()
+    };
     let out2 = dir.path().join("export-eml");
     let m = a.export(&q, ExportFormat::Eml, &out2).await.unwrap();
     assert_eq!(m.records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![7]);
@@ -503,7 +1063,10 @@ async fn export_jsonl_and_eml_verify() {
     assert!(eml.contains("From: carol@x/c\r\n") && eml.contains("X-Rampart-Seq: 7\r\n"));
 
     let out3 = dir.path().join("export-eml2");
-    let q = SearchQuery { text: Some("injected".into()), ..Default::default() };
+    let q = SearchQuery {
+        text: Some("injected".into()),
+        ..Default::default()
+    };
     let m = a.export(&q, ExportFormat::Eml, &out3).await.unwrap();
     let eml = std::fs::read_to_string(out3.join(m.records[0].file.as_ref().unwrap())).unwrap();
     assert!(!eml.contains("\r\nSubject: injected"));
@@ -513,7 +1076,9 @@ async fn export_jsonl_and_eml_verify() {
 
     // Tampering with the export is caught: a record's content (file digest fixed up too).
     let path = out.join("records.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap().replace("day 2 item 1", "day 2 item X");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("day 2 item 1", "day 2 item X");
     std::fs::write(&path, &text).unwrap();
     assert!(verify_export(&out, None).is_err());
     let mpath = out.join("manifest.json");
@@ -534,18 +1099,27 @@ async fn key_file_and_reopen() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let pubhex = std::fs::read_to_string(dir.path().join(PUBLIC_KEY_FILE)).unwrap();
     assert_eq!(pubhex.trim(), hex::encode(pk));
     let b = Archive::open(dir.path(), opts()).await.unwrap();
     assert_eq!(b.public_key(), pk);
-    assert_eq!(b.append(msg(T0 + 1, "a@x", "b@x", "again")).await.unwrap(), 2);
+    assert_eq!(
+        b.append(msg(T0 + 1, "a@x", "b@x", "again")).await.unwrap(),
+        2
+    );
     drop(b);
     // A different key is refused.
     std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
-    assert!(matches!(Archive::open(dir.path(), opts()).await, Err(ArchiveError::Key(_))));
+    assert!(matches!(
+        Archive::open(dir.path(), opts()).await,
+        Err(ArchiveError::Key(_))
+    ));
 }
 
 #[tokio::test]
