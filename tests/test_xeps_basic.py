@@ -8,11 +8,8 @@ user's vCard by bare JID); XEP-0012 last activity (server uptime, own account
 while online, forbidden without a presence subscription, time and status
 after logout); XEP-0191 blocking command (get/block/unblock/unblock-all,
 pushes to resources that asked for the list, bad requests, the item limit,
-presence hidden from blocked subscribers); and the disco#info features.
-
-Tests marked ``needs_router`` depend on router wiring that lands separately
-(IQs to another account's bare JID for vcard-temp/jabber:iq:last, the logout
-hook, the per-stanza block checks); they are expected to fail until then.
+presence hidden from blocked subscribers, stanzas to and from blocked
+entities refused); and the disco#info features.
 """
 
 import asyncio
@@ -33,9 +30,6 @@ NS_BLOCKING_ERRORS = "urn:xmpp:blocking:errors"
 # Room for the 64 KiB-item tests (the server's default stanza limit is 256 KiB).
 RAMPART_LIMITS = {"max_stanza_bytes": 512 * 1024}
 
-needs_router = pytest.mark.xfail(
-    reason="needs the router wiring described in the XEP handoff (bare-JID IQ dispatch, "
-           "logout hook, block checks)", strict=False)
 
 
 def q_private(inner: str) -> str:
@@ -129,7 +123,6 @@ async def test_private_errors(server, new_user, clients):
     assert (await c.iq("set", q_private(f"<big xmlns='big:data'>{ok}</big>")))["type"] == "result"
 
 
-@needs_router
 async def test_private_to_own_bare_jid(server, new_user, clients):
     u = new_user("pown")
     c = await clients(u, "r")
@@ -180,7 +173,6 @@ async def test_vcard_with_slixmpp_plugin(server, new_user, clients):
     assert vcard_of(resp).findtext("{vcard-temp}FN") == "Romeo Montague"
 
 
-@needs_router
 async def test_vcard_of_another_user(server, new_user, clients):
     a, b, ghost = new_user("va"), new_user("vb"), server.unknown_user()
     ca, cb = await clients(a, "r"), await clients(b, "r")
@@ -229,7 +221,6 @@ async def subscribe(a, a_user, b, b_user):
         what="subscription push")
 
 
-@needs_router
 async def test_last_activity_of_contact(server, new_user, clients):
     a, b, stranger = new_user("lb"), new_user("lc"), new_user("ld")
     ca, cb = await clients(a, "r"), await clients(b, "r")
@@ -350,7 +341,6 @@ async def test_block_hides_presence_from_subscribed_contact(server, new_user, cl
                            what="a's presence again after unblocking")
 
 
-@needs_router
 async def test_blocked_stanzas_are_refused(server, new_user, clients):
     a, b = new_user("bs"), new_user("bt")
     ca, cb = await clients(a, "r"), await clients(b, "r")

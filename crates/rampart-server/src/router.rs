@@ -31,6 +31,8 @@ pub struct SessionCtx {
     pub directed: HashSet<Jid>,
     /// Whether the session has sent initial presence.
     pub available: bool,
+    /// `<status/>` of the last unavailable presence (XEP-0012 last activity).
+    pub last_status: Option<String>,
 }
 
 /// An IQ `get`/`set` handler for one payload namespace, addressed to the server (or, for
@@ -82,6 +84,7 @@ fn default_handlers() -> Vec<(&'static str, Arc<dyn IqHandler>)> {
         (ns::VCARD, Arc::new(modules::vcard::VCardHandler)),
         (ns::LAST, Arc::new(modules::last::LastHandler::new())),
         (ns::BLOCKING, Arc::new(modules::blocking::BlockingHandler::default())),
+        (modules::mam::NS_MAM, Arc::new(modules::mam::MamHandler)),
     ]
 }
 
@@ -138,6 +141,16 @@ impl Router {
                 }
             },
         };
+        if let Some(t) = &to
+            && t.bare_str() != ctx.jid.bare_str()
+            && modules::blocking::is_blocked(self, ctx.jid.bare_str(), t).await
+        {
+            // XEP-0191 §3.4: the user blocked this entity; nothing goes to it.
+            if !matches!(el.attr("type"), Some("error" | "result")) {
+                self.send_to_session(ctx, rampart_proto::blocking::blocked_error_reply(&el));
+            }
+            return Ok(());
+        }
         match el.name.as_str() {
             "message" => {
                 // RFC 6120 §10.3.1: no `to` means the sender's own bare JID.
@@ -155,9 +168,20 @@ impl Router {
 
     async fn client_iq(&self, ctx: &mut SessionCtx, to: Option<Jid>, el: Element) {
         let ty = el.attr("type").unwrap_or("");
+        let payload_ns = el.elements().next().map(|p| p.ns.as_str());
+        // The server answers IQs to itself, to the user's own bare JID, and, for
+        // account-level namespaces, to another local account's bare JID on its behalf.
         let for_server = match &to {
             None => true,
-            Some(j) => j.as_str() == self.domain || j.as_str() == ctx.jid.bare_str(),
+            Some(j) => {
+                j.as_str() == self.domain
+                    || j.as_str() == ctx.jid.bare_str()
+                    || (matches!(ty, "get" | "set")
+                        && j.is_bare()
+                        && j.node().is_some()
+                        && self.is_local(j)
+                        && matches!(payload_ns, Some(ns::VCARD | ns::LAST | ns::PRIVATE | ns::BLOCKING)))
+            }
         };
         if !for_server {
             let to = to.unwrap_or_else(|| ctx.jid.bare());
@@ -178,9 +202,14 @@ impl Router {
             return;
         };
         let to_self = to.as_ref().is_some_and(|j| j.as_str() == ctx.jid.bare_str());
+        let to_other = to.as_ref().is_some_and(|j| j.node().is_some()) && !to_self;
         let handler = self.iq_handlers.get(payload.ns.as_str());
-        // On the account's bare JID only account-level namespaces are served by the server.
-        let handler = handler.filter(|_| !to_self || matches!(payload.ns.as_str(), ns::ROSTER | ns::DISCO_INFO | ns::DISCO_ITEMS | ns::PING));
+        // On an account's bare JID only account-level namespaces are served by the server.
+        let handler = handler.filter(|_| match payload.ns.as_str() {
+            ns::PRIVATE | ns::VCARD | ns::LAST | ns::BLOCKING => true, // handlers check the addressee
+            ns::ROSTER | ns::DISCO_INFO | ns::DISCO_ITEMS | ns::PING | modules::mam::NS_MAM => !to_other,
+            _ => !to_self && !to_other,
+        });
         let answer = match handler {
             Some(h) => h.clone().handle(self, ctx, &el, payload).await,
             None => Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable)),
@@ -235,6 +264,18 @@ impl Router {
             // Federation is not available yet: nothing leaves the server.
             self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::RemoteServerNotFound)
                 .with_text("federation with other domains is not enabled on this server"));
+            return;
+        }
+        if let Some(from) = el.attr("from").and_then(|f| Jid::parse(f).ok())
+            && to.node().is_some()
+            && modules::blocking::is_blocked(self, to.bare_str(), &from).await
+        {
+            // XEP-0191 §3.3: dropped; messages and IQ requests get service-unavailable.
+            if (el.name == "message" && el.attr("type") != Some("error"))
+                || (el.name == "iq" && matches!(el.attr("type"), Some("get" | "set")))
+            {
+                self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
+            }
             return;
         }
         if to.node().is_none() {
@@ -369,6 +410,29 @@ impl Router {
             presence::outbound(self, ctx, None, unavailable).await;
         }
         self.sessions.unbind(ctx.id, &ctx.jid);
+        if !self.sessions.is_bound(ctx.jid.bare_str()) {
+            modules::last::record_logout(self, ctx.jid.bare_str(), ctx.last_status.as_deref()).await;
+        }
+        self.archive_session_event(ctx, rampart_archive::RecordKind::Logout, None).await;
+    }
+
+    /// Journal a login or logout (with the client's address on login).
+    pub async fn archive_session_event(&self, ctx: &SessionCtx, kind: rampart_archive::RecordKind, addr: Option<&str>) {
+        let meta = serde_json::json!({ "resource": ctx.jid.resource(), "address": addr });
+        let rec = rampart_archive::NewRecord {
+            at_ms: crate::pipeline::now_ms(),
+            kind,
+            direction: rampart_archive::Direction::Local,
+            from: ctx.jid.as_str().to_owned(),
+            to: self.domain.clone(),
+            remote_domain: None,
+            stanza_id: None,
+            body: None,
+            stanza_xml: None,
+            verdict: ArchiveVerdict::Delivered,
+            meta_json: Some(meta.to_string()),
+        };
+        let _ = self.archive(rec).await;
     }
 }
 

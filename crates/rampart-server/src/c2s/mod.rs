@@ -124,6 +124,7 @@ pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, dir
         }
     };
     tracing::info!(%peer, jid = %ctx.jid, "session bound");
+    shared.router.archive_session_event(&ctx, rampart_archive::RecordKind::Login, Some(&peer.to_string())).await;
     session_loop(&shared, conn, ctx, rx, peer).await;
 }
 
@@ -398,7 +399,7 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
             result.set_attr("id", i);
         }
         conn.send(&result).await?;
-        let ctx = SessionCtx { id, jid, directed: Default::default(), available: false };
+        let ctx = SessionCtx { id, jid, directed: Default::default(), available: false, last_status: None };
         return Ok((ctx, rx));
     }
 }

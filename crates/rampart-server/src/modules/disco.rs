@@ -33,7 +33,13 @@ impl IqHandler for DiscoInfoHandler {
             DiscoInfo {
                 node: None,
                 identities: vec![Identity { category: "account".into(), type_: "registered".into(), name: None, lang: None }],
-                features: vec![ns::DISCO_INFO.to_owned()],
+                features: {
+                    let mut f = vec![ns::DISCO_INFO.to_owned()];
+                    if router.services.archive.is_some() {
+                        f.push(crate::modules::mam::NS_MAM.to_owned());
+                    }
+                    f
+                },
                 extensions: vec![],
             }
         } else {

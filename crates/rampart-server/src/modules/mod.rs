@@ -5,6 +5,7 @@
 pub mod blocking;
 pub mod disco;
 pub mod last;
+pub mod mam;
 pub mod offline;
 pub mod ping;
 pub mod presence;

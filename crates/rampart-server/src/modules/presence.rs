@@ -1,7 +1,8 @@
 //! RFC 6121 §4: presence broadcast, probes, directed presence and unavailable-on-disconnect.
 //! Subscription stanzas are handed to [`crate::modules::roster`].
 
-use rampart_proto::{Element, Jid, ns};
+use rampart_archive::{Direction, NewRecord, RecordKind, Verdict as ArchiveVerdict};
+use rampart_proto::{DefinedCondition, Element, ErrorType, Jid, StanzaError, ns};
 use rampart_store::Subscription;
 
 use crate::modules::{offline, roster};
@@ -19,8 +20,20 @@ fn priority_of(el: &Element) -> i8 {
 /// A presence stanza from a user's session. `el.from` is already stamped with the full JID.
 pub async fn outbound(router: &Router, ctx: &mut SessionCtx, to: Option<Jid>, el: Element) {
     let ty = el.attr("type").unwrap_or("").to_owned();
+    // A quarantined account reaches no one: it may go online (and receive), but nothing it
+    // addresses to others, subscriptions included, is delivered.
+    if let Some(reason) = router.quarantine.reason(ctx.jid.bare_str())
+        && to.as_ref().is_some_and(|t| t.bare_str() != ctx.jid.bare_str())
+    {
+        router.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::PolicyViolation)
+            .with_text(format!("your account is quarantined: {reason}")));
+        return;
+    }
     match (to, ty.as_str()) {
-        (Some(to), t) if is_subscription(t) => roster::outbound(router, ctx, to, el).await,
+        (Some(to), t) if is_subscription(t) => {
+            archive_subscription(router, &el, &ctx.jid, &to).await;
+            roster::outbound(router, ctx, to, el).await
+        }
         (None, "" | "unavailable") => broadcast(router, ctx, el, ty.is_empty()).await,
         (None, _) => {} // probes/errors without a destination mean nothing
         (Some(to), t) => {
@@ -48,6 +61,9 @@ pub async fn outbound(router: &Router, ctx: &mut SessionCtx, to: Option<Jid>, el
 /// requests) and final presence (directed-presence recipients).
 async fn broadcast(router: &Router, ctx: &mut SessionCtx, el: Element, available: bool) {
     let owner = ctx.jid.bare_str().to_owned();
+    if !available {
+        ctx.last_status = el.child("status", ns::CLIENT).map(Element::text);
+    }
     let initial = available && !ctx.available;
     let priority = if available { Some(priority_of(&el)) } else { None };
     router.sessions.set_presence(ctx.id, &ctx.jid, priority, available.then(|| el.clone()));
@@ -63,9 +79,17 @@ async fn broadcast(router: &Router, ctx: &mut SessionCtx, el: Element, available
             Vec::new()
         }
     };
-    // To each subscriber's available resources.
+    // To each subscriber's available resources (not to blocked contacts, and not at all
+    // from a quarantined account: status texts carry links too).
+    let quarantined = router.quarantine.reason(&owner).is_some();
     for item in roster.iter().filter(|i| matches!(i.subscription, Subscription::From | Subscription::Both)) {
+        if quarantined {
+            break;
+        }
         if let Ok(contact) = Jid::parse(&item.jid) {
+            if crate::modules::blocking::is_blocked(router, &owner, &contact).await {
+                continue;
+            }
             let mut p = el.clone();
             p.set_attr("to", contact.as_str());
             router.route(&contact, p).await;
@@ -97,6 +121,9 @@ async fn broadcast(router: &Router, ctx: &mut SessionCtx, el: Element, available
         }
     }
     if !available {
+        if router.sessions.available(&owner).is_empty() {
+            crate::modules::last::record_logout(router, &owner, ctx.last_status.as_deref()).await;
+        }
         for to in std::mem::take(&mut ctx.directed) {
             let mut p = el.clone();
             p.set_attr("to", to.as_str());
@@ -167,4 +194,23 @@ pub async fn send_unavailable_from_all(router: &Router, user: &Jid, contact: &Ji
             .with_attr("to", contact.as_str());
         router.route(contact, p).await;
     }
+}
+
+/// Journal a subscription change (RFC 6121 §3) the user made.
+async fn archive_subscription(router: &Router, el: &Element, from: &Jid, to: &Jid) {
+    let meta = serde_json::json!({ "type": el.attr("type") });
+    let rec = NewRecord {
+        at_ms: crate::pipeline::now_ms(),
+        kind: RecordKind::Subscription,
+        direction: Direction::Local,
+        from: from.bare_str().to_owned(),
+        to: to.bare_str().to_owned(),
+        remote_domain: None,
+        stanza_id: el.attr("id").map(str::to_owned),
+        body: None,
+        stanza_xml: Some(el.to_xml_string()),
+        verdict: ArchiveVerdict::Delivered,
+        meta_json: Some(meta.to_string()),
+    };
+    let _ = router.archive(rec).await;
 }

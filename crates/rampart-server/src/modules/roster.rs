@@ -288,6 +288,9 @@ pub async fn inbound(router: &Router, from: &Jid, to: &Jid, el: Element) {
     if !router.account_exists(&owner).await {
         return; // §3.1.3: silently ignore subscription stanzas for unknown accounts
     }
+    if crate::modules::blocking::is_blocked(router, &owner, from).await {
+        return; // XEP-0191: nothing from a blocked entity reaches the user
+    }
     let user = from.bare();
     let ty = el.attr("type").unwrap_or("").to_owned();
     let _lock = router.subscription_lock.lock().await;
