@@ -115,10 +115,17 @@ impl BlocklistSet {
             for entry in entries {
                 let entry = entry.strip_prefix("||").unwrap_or(entry);
                 let entry = entry.strip_suffix('^').unwrap_or(entry);
-                if matches!(entry, "localhost" | "localhost.localdomain" | "local" | "broadcasthost" | "0.0.0.0") {
+                if matches!(
+                    entry,
+                    "localhost" | "localhost.localdomain" | "local" | "broadcasthost" | "0.0.0.0"
+                ) {
                     continue;
                 }
-                let ok = if entry.contains("://") { self.add_url(entry) } else { self.add_host(entry) };
+                let ok = if entry.contains("://") {
+                    self.add_url(entry)
+                } else {
+                    self.add_host(entry)
+                };
                 added += usize::from(ok);
             }
         }
@@ -234,8 +241,14 @@ mod tests {
         );
         assert_eq!(n, 6);
         assert_eq!(b.skipped(), 1);
-        assert_eq!(b.check(&url("https://evil.example/")), Some(BlockMatch::Host("evil.example".into())));
-        assert_eq!(b.check(&url("http://a.b.EVIL.example./x")), Some(BlockMatch::Host("evil.example".into())));
+        assert_eq!(
+            b.check(&url("https://evil.example/")),
+            Some(BlockMatch::Host("evil.example".into()))
+        );
+        assert_eq!(
+            b.check(&url("http://a.b.EVIL.example./x")),
+            Some(BlockMatch::Host("evil.example".into()))
+        );
         assert!(b.check(&url("http://notevil.example/")).is_none());
         assert!(b.check(&url("http://x.bad.example/")).is_some());
         assert!(b.check(&url("http://hosts.example/")).is_some());
@@ -247,30 +260,54 @@ mod tests {
             b.check(&url("https://mixed.example/Path/~user/./x.bin")),
             Some(BlockMatch::Url("mixed.example/Path/~user/x.bin".into()))
         );
-        assert!(b.check(&url("https://mixed.example/Path/~user/y.bin")).is_none());
-        assert!(b.check(&url("https://mixed.example/path/~user/x.bin")).is_none());
+        assert!(
+            b.check(&url("https://mixed.example/Path/~user/y.bin"))
+                .is_none()
+        );
+        assert!(
+            b.check(&url("https://mixed.example/path/~user/x.bin"))
+                .is_none()
+        );
     }
 
     #[test]
     fn urlhaus_csv_fixture() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/guard/urlhaus_sample.csv")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/data/guard/urlhaus_sample.csv"
+        ))
+        .unwrap();
         let mut b = BlocklistSet::new();
         let n = b.add_urlhaus_csv(&text);
         assert_eq!(n, 5, "{b:?}");
         assert_eq!(b.skipped(), 1);
         assert!(b.check(&url("http://198.51.100.23:4455/i")).is_some());
-        assert!(b.check(&url("https://compromised-blog.example/wp-content/uploads/2026/invoice.js")).is_some());
+        assert!(
+            b.check(&url(
+                "https://compromised-blog.example/wp-content/uploads/2026/invoice.js"
+            ))
+            .is_some()
+        );
         // Only the listed URL on the compromised site, not the whole host.
-        assert!(b.check(&url("https://compromised-blog.example/about")).is_none());
+        assert!(
+            b.check(&url("https://compromised-blog.example/about"))
+                .is_none()
+        );
         // Quoted comma and escaped quote in other fields do not shift the URL column.
         assert!(b.check(&url("http://quoted.example/a,b")).is_some());
-        assert!(b.check(&url("http://xn--80ak6aa92e.example/load")).is_some());
+        assert!(
+            b.check(&url("http://xn--80ak6aa92e.example/load"))
+                .is_some()
+        );
         assert!(b.check(&url("HTTP://DROP.example:80/bin.sh")).is_some());
     }
 
     #[test]
     fn csv_quoting() {
-        assert_eq!(parse_csv_line(r#""1","a,b","c""d",e"#), ["1", "a,b", "c\"d", "e"]);
+        assert_eq!(
+            parse_csv_line(r#""1","a,b","c""d",e"#),
+            ["1", "a,b", "c\"d", "e"]
+        );
         assert_eq!(parse_csv_line(""), [""]);
         assert_eq!(parse_csv_line(r#""unterminated"#), ["unterminated"]);
     }

@@ -73,9 +73,21 @@ impl Default for GuardConfig {
             enabled: true,
             trusted_domains: Vec::new(),
             brand_domains: [
-                "microsoft.com", "office.com", "live.com", "outlook.com", "microsoftonline.com", "google.com",
-                "apple.com", "icloud.com", "amazon.com", "paypal.com", "linkedin.com", "dropbox.com", "docusign.com",
-                "adobe.com", "dhl.com",
+                "microsoft.com",
+                "office.com",
+                "live.com",
+                "outlook.com",
+                "microsoftonline.com",
+                "google.com",
+                "apple.com",
+                "icloud.com",
+                "amazon.com",
+                "paypal.com",
+                "linkedin.com",
+                "dropbox.com",
+                "docusign.com",
+                "adobe.com",
+                "dhl.com",
             ]
             .map(String::from)
             .to_vec(),
@@ -135,20 +147,58 @@ impl Default for LureConfig {
             enabled: true,
             action: Action::Block,
             blocked_extensions: [
-                "exe", "scr", "pif", "com", "bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "jar", "msi", "ps1", "hta",
-                "lnk", "cpl",
+                "exe", "scr", "pif", "com", "bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "jar",
+                "msi", "ps1", "hta", "lnk", "cpl",
             ]
             .map(String::from)
             .to_vec(),
-            archive_extensions: ["zip", "rar", "7z", "gz", "tar", "tgz", "cab", "iso", "img"].map(String::from).to_vec(),
+            archive_extensions: ["zip", "rar", "7z", "gz", "tar", "tgz", "cab", "iso", "img"]
+                .map(String::from)
+                .to_vec(),
             block_ip_literals: true,
             allow_private_ip_literals: true,
             block_shorteners: true,
             shorteners: [
-                "bit.ly", "bitly.com", "tinyurl.com", "t.co", "goo.gl", "is.gd", "v.gd", "ow.ly", "buff.ly", "rebrand.ly",
-                "cutt.ly", "shorturl.at", "rb.gy", "t.ly", "tiny.cc", "bl.ink", "short.io", "s.id", "lnkd.in", "trib.al",
-                "shorte.st", "adf.ly", "bc.vc", "soo.gd", "clck.ru", "qr.ae", "x.co", "y2u.be", "tiny.one", "urlz.fr",
-                "2u.pm", "1url.com", "po.st", "mcaf.ee", "su.pr", "tr.im", "db.tt", "qrco.de", "u.to", "shrtco.de",
+                "bit.ly",
+                "bitly.com",
+                "tinyurl.com",
+                "t.co",
+                "goo.gl",
+                "is.gd",
+                "v.gd",
+                "ow.ly",
+                "buff.ly",
+                "rebrand.ly",
+                "cutt.ly",
+                "shorturl.at",
+                "rb.gy",
+                "t.ly",
+                "tiny.cc",
+                "bl.ink",
+                "short.io",
+                "s.id",
+                "lnkd.in",
+                "trib.al",
+                "shorte.st",
+                "adf.ly",
+                "bc.vc",
+                "soo.gd",
+                "clck.ru",
+                "qr.ae",
+                "x.co",
+                "y2u.be",
+                "tiny.one",
+                "urlz.fr",
+                "2u.pm",
+                "1url.com",
+                "po.st",
+                "mcaf.ee",
+                "su.pr",
+                "tr.im",
+                "db.tt",
+                "qrco.de",
+                "u.to",
+                "shrtco.de",
             ]
             .map(String::from)
             .to_vec(),
@@ -237,7 +287,14 @@ pub struct AutoReplyConfig {
 
 impl Default for AutoReplyConfig {
     fn default() -> Self {
-        AutoReplyConfig { enabled: true, threshold: 3, window_secs: 600, reply_within_secs: 30, text_only: false, action: Action::Quarantine }
+        AutoReplyConfig {
+            enabled: true,
+            threshold: 3,
+            window_secs: 600,
+            reply_within_secs: 30,
+            text_only: false,
+            action: Action::Quarantine,
+        }
     }
 }
 

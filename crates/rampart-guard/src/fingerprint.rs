@@ -15,11 +15,67 @@
 /// Words dropped from the start of a message before fingerprinting (greetings, in the
 /// languages our users write).
 const GREETINGS: &[&str] = &[
-    "hi", "hey", "heya", "hello", "hiya", "helo", "yo", "dear", "morning", "evening", "afternoon", "good", "gm",
-    "there", "all", "guys", "team", "folks", "hallo", "hola", "bonjour", "salut", "coucou", "ciao", "ola", "olá",
-    "oi", "hej", "hei", "moin", "servus", "grüß", "gruss", "ahoj", "czesc", "cześć", "merhaba", "namaste", "privet",
-    "привет", "здравствуйте", "здравствуй", "hoi", "halo", "sveiki", "tere", "szia", "buongiorno", "buenos",
-    "dias", "días", "guten", "tag", "morgen", "bom", "dia", "こんにちは", "你好", "안녕하세요", "مرحبا", "שלום",
+    "hi",
+    "hey",
+    "heya",
+    "hello",
+    "hiya",
+    "helo",
+    "yo",
+    "dear",
+    "morning",
+    "evening",
+    "afternoon",
+    "good",
+    "gm",
+    "there",
+    "all",
+    "guys",
+    "team",
+    "folks",
+    "hallo",
+    "hola",
+    "bonjour",
+    "salut",
+    "coucou",
+    "ciao",
+    "ola",
+    "olá",
+    "oi",
+    "hej",
+    "hei",
+    "moin",
+    "servus",
+    "grüß",
+    "gruss",
+    "ahoj",
+    "czesc",
+    "cześć",
+    "merhaba",
+    "namaste",
+    "privet",
+    "привет",
+    "здравствуйте",
+    "здравствуй",
+    "hoi",
+    "halo",
+    "sveiki",
+    "tere",
+    "szia",
+    "buongiorno",
+    "buenos",
+    "dias",
+    "días",
+    "guten",
+    "tag",
+    "morgen",
+    "bom",
+    "dia",
+    "こんにちは",
+    "你好",
+    "안녕하세요",
+    "مرحبا",
+    "שלום",
 ];
 
 /// A text fingerprint.
@@ -99,7 +155,10 @@ fn is_word_char(c: char) -> bool {
 
 /// True for characters that end a leading vocative ("bob!!", "hey alice,", "Dear Carol:").
 fn is_vocative_end(c: char) -> bool {
-    matches!(c, ',' | '!' | ':' | ';' | '\n' | '—' | '–' | '-' | '¡' | '，' | '！' | '、')
+    matches!(
+        c,
+        ',' | '!' | ':' | ';' | '\n' | '—' | '–' | '-' | '¡' | '，' | '！' | '、'
+    )
 }
 
 /// Fingerprint `text` for the outbreak rules. `names` are words to remove anywhere (the
@@ -139,7 +198,11 @@ pub fn text_fingerprint(text: &str, names: &[&str]) -> Option<TextFingerprint> {
     let mut pending: [(u64, usize); 3] = [(0, 0); 3];
     let mut n_pending = 0usize;
 
-    let mut add = |h: u64, len: usize, acc: &mut [i32; 64], prev: &mut Option<u64>, first: &mut Option<u64>| {
+    let mut add = |h: u64,
+                   len: usize,
+                   acc: &mut [i32; 64],
+                   prev: &mut Option<u64>,
+                   first: &mut Option<u64>| {
         chars += len;
         words += 1;
         if first.is_none() {
@@ -164,7 +227,9 @@ pub fn text_fingerprint(text: &str, names: &[&str]) -> Option<TextFingerprint> {
             link_i += 1;
             continue;
         }
-        let Some(c) = text[idx..].chars().next() else { break };
+        let Some(c) = text[idx..].chars().next() else {
+            break;
+        };
         if !is_word_char(c) {
             if leading && is_vocative_end(c) && n_pending > 0 {
                 // "hey alice," / "bob!!": up to three leading words before the mark are a
@@ -226,13 +291,19 @@ pub fn text_fingerprint(text: &str, names: &[&str]) -> Option<TextFingerprint> {
         }
         h
     };
-    Some(TextFingerprint { simhash, chars, words })
+    Some(TextFingerprint {
+        simhash,
+        chars,
+        words,
+    })
 }
 
 /// Name parts of a JID's local part (`alice.smith` → `alice`, `smith`), for
 /// [`text_fingerprint`].
 pub fn name_parts(localpart: &str) -> impl Iterator<Item = &str> {
-    localpart.split(['.', '_', '-', '+']).filter(|p| p.len() >= 2)
+    localpart
+        .split(['.', '_', '-', '+'])
+        .filter(|p| p.len() >= 2)
 }
 
 #[cfg(test)]
@@ -279,15 +350,27 @@ mod tests {
         let fps: Vec<u64> = texts.iter().map(|t| fp(t, &[]).simhash).collect();
         for i in 0..fps.len() {
             for j in i + 1..fps.len() {
-                assert!(hamming(fps[i], fps[j]) > 8, "{} vs {}: {}", texts[i], texts[j], hamming(fps[i], fps[j]));
+                assert!(
+                    hamming(fps[i], fps[j]) > 8,
+                    "{} vs {}: {}",
+                    texts[i],
+                    texts[j],
+                    hamming(fps[i], fps[j])
+                );
             }
         }
     }
 
     #[test]
     fn near_duplicates_are_close() {
-        let a = fp("urgent: the attached invoice must be paid today or your account will be suspended by the bank", &[]);
-        let b = fp("urgent: the attached invoice must be paid today or your account will be suspended by the bank!!!", &[]);
+        let a = fp(
+            "urgent: the attached invoice must be paid today or your account will be suspended by the bank",
+            &[],
+        );
+        let b = fp(
+            "urgent: the attached invoice must be paid today or your account will be suspended by the bank!!!",
+            &[],
+        );
         assert_eq!(a.simhash, b.simhash);
     }
 
@@ -305,7 +388,10 @@ mod tests {
 
     #[test]
     fn name_parts_split_localparts() {
-        assert_eq!(name_parts("alice.smith").collect::<Vec<_>>(), ["alice", "smith"]);
+        assert_eq!(
+            name_parts("alice.smith").collect::<Vec<_>>(),
+            ["alice", "smith"]
+        );
         assert_eq!(name_parts("b").count(), 0);
     }
 }

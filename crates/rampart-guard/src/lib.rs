@@ -31,7 +31,9 @@ pub mod scan;
 pub mod url;
 
 pub use blocklist::{BlockMatch, BlocklistSet};
-pub use config::{Action, AutoReplyConfig, BlastConfig, EpidemicConfig, GuardConfig, LureConfig, RoomBotsConfig};
+pub use config::{
+    Action, AutoReplyConfig, BlastConfig, EpidemicConfig, GuardConfig, LureConfig, RoomBotsConfig,
+};
 pub use scan::{ClamdScanner, Scanner, YaraScanner};
 
 use outbreak::{Detection, KeyKind, Observation, Outbreak, PayloadKey, Rule};
@@ -172,7 +174,10 @@ fn walk_xhtml<'a>(e: &'a Element, depth: usize, text: &mut String, urls: &mut Ve
         return;
     }
     for (k, v) in &e.attrs {
-        if matches!(k.as_str(), "href" | "src" | "cite" | "action" | "formaction" | "poster" | "background") {
+        if matches!(
+            k.as_str(),
+            "href" | "src" | "cite" | "action" | "formaction" | "poster" | "background"
+        ) {
             urls.push(Cow::Borrowed(v.as_str()));
         }
     }
@@ -189,7 +194,12 @@ fn walk_xhtml<'a>(e: &'a Element, depth: usize, text: &mut String, urls: &mut Ve
 }
 
 /// File-sharing payloads (SIMS, SFS, OOB): names, hashes, source URLs.
-fn walk_file<'a>(e: &'a Element, depth: usize, file: &mut FileRef<'a>, urls: &mut Vec<Cow<'a, str>>) {
+fn walk_file<'a>(
+    e: &'a Element,
+    depth: usize,
+    file: &mut FileRef<'a>,
+    urls: &mut Vec<Cow<'a, str>>,
+) {
     if depth > MAX_DEPTH {
         return;
     }
@@ -233,7 +243,7 @@ fn extract(stanza: &Element) -> Content<'_> {
                 walk_xhtml(child, 0, &mut text, &mut c.urls);
                 let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
                 let t = norm(&text);
-                if !t.is_empty() && !c.texts.iter().any(|b| norm(&**b) == t) {
+                if !t.is_empty() && !c.texts.iter().any(|b| norm(b) == t) {
                     c.texts.push(Cow::Owned(t));
                 }
             }
@@ -250,12 +260,12 @@ fn extract(stanza: &Element) -> Content<'_> {
                     c.files.push(f);
                 }
             }
-            "reference" if child.ns == ns::REFERENCE => {
-                if child.elements().any(|e| e.ns == ns::SIMS) {
-                    let mut f = FileRef::default();
-                    walk_file(child, 0, &mut f, &mut c.urls);
-                    c.files.push(f);
-                }
+            "reference"
+                if child.ns == ns::REFERENCE && child.elements().any(|e| e.ns == ns::SIMS) =>
+            {
+                let mut f = FileRef::default();
+                walk_file(child, 0, &mut f, &mut c.urls);
+                c.files.push(f);
             }
             "file-sharing" if child.ns == ns::SFS => {
                 let mut f = FileRef::default();
@@ -284,7 +294,10 @@ fn machine_like_text(text: &str) -> bool {
         }
     }
     t.split_whitespace().any(|w| {
-        w.len() >= 24 && !w.contains("://") && w.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-'))
+        w.len() >= 24
+            && !w.contains("://")
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-'))
     })
 }
 
@@ -317,7 +330,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Guard {
     /// A guard with its engines (scanned in order; the first match wins) and blocklists.
-    pub fn new(config: GuardConfig, engines: Vec<Arc<dyn Scanner>>, blocklists: BlocklistSet) -> Self {
+    pub fn new(
+        config: GuardConfig,
+        engines: Vec<Arc<dyn Scanner>>,
+        blocklists: BlocklistSet,
+    ) -> Self {
         let l = &config.lure;
         let classifier = url::Classifier::new(url::ClassifierSettings {
             blocked_extensions: l.blocked_extensions.clone(),
@@ -331,14 +348,39 @@ impl Guard {
             trusted_domains: config.trusted_domains.clone(),
         });
         let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let rp = |enabled, threshold: usize, window, action| outbreak::RuleParams { enabled, threshold: threshold.max(1), window_ms: ms(window), action };
+        let rp = |enabled, threshold: usize, window, action| outbreak::RuleParams {
+            enabled,
+            threshold: threshold.max(1),
+            window_ms: ms(window),
+            action,
+        };
         let params = outbreak::Params {
-            blast: rp(config.blast.enabled, config.blast.threshold, config.blast.window_secs, config.blast.action),
-            auto_reply: rp(config.auto_reply.enabled, config.auto_reply.threshold, config.auto_reply.window_secs, config.auto_reply.action),
+            blast: rp(
+                config.blast.enabled,
+                config.blast.threshold,
+                config.blast.window_secs,
+                config.blast.action,
+            ),
+            auto_reply: rp(
+                config.auto_reply.enabled,
+                config.auto_reply.threshold,
+                config.auto_reply.window_secs,
+                config.auto_reply.action,
+            ),
             reply_within_ms: ms(config.auto_reply.reply_within_secs),
             auto_reply_text: config.auto_reply.text_only,
-            epidemic: rp(config.epidemic.enabled, config.epidemic.threshold, config.epidemic.window_secs, config.epidemic.action),
-            room_bots: rp(config.room_bots.enabled, config.room_bots.threshold, config.room_bots.window_secs, config.room_bots.action),
+            epidemic: rp(
+                config.epidemic.enabled,
+                config.epidemic.threshold,
+                config.epidemic.window_secs,
+                config.epidemic.action,
+            ),
+            room_bots: rp(
+                config.room_bots.enabled,
+                config.room_bots.threshold,
+                config.room_bots.window_secs,
+                config.room_bots.action,
+            ),
             max_tracked: config.max_tracked,
         };
         Guard {
@@ -359,12 +401,18 @@ impl Guard {
 
     /// Replace the blocklists (reload). Messages in flight finish with the old set.
     pub fn set_blocklists(&self, b: BlocklistSet) {
-        let mut slot = self.blocklists.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = self
+            .blocklists
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *slot = Arc::new(b);
     }
 
     fn blocklists(&self) -> Arc<BlocklistSet> {
-        self.blocklists.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.blocklists
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Accounts this guard has returned `Quarantine` for (since start or [`Guard::unflag`]).
@@ -382,12 +430,25 @@ impl Guard {
     /// Inspect a stanza on its way from `from` to `to` (see the crate docs). Only
     /// `<message/>` stanzas carry content; anything else, and messages without content
     /// (chat states, receipts), are allowed at near-zero cost.
-    pub async fn inspect(&self, from: &Jid, to: &Jid, room: Option<&Jid>, stanza: &Element) -> Result<Verdict, GuardError> {
+    pub async fn inspect(
+        &self,
+        from: &Jid,
+        to: &Jid,
+        room: Option<&Jid>,
+        stanza: &Element,
+    ) -> Result<Verdict, GuardError> {
         self.inspect_at(from, to, room, stanza, now_ms()).await
     }
 
     /// [`Guard::inspect`] at a given time (Unix ms), for tests and replays.
-    pub async fn inspect_at(&self, from: &Jid, to: &Jid, room: Option<&Jid>, stanza: &Element, at_ms: i64) -> Result<Verdict, GuardError> {
+    pub async fn inspect_at(
+        &self,
+        from: &Jid,
+        to: &Jid,
+        room: Option<&Jid>,
+        stanza: &Element,
+        at_ms: i64,
+    ) -> Result<Verdict, GuardError> {
         if !self.config.enabled || stanza.name != "message" {
             return Ok(Verdict::Allow);
         }
@@ -401,16 +462,26 @@ impl Guard {
         // 1. Signatures on the text.
         for t in &content.texts {
             if t.len() > self.config.max_scan_bytes {
-                return Err(GuardError::TooLarge { size: t.len(), max: self.config.max_scan_bytes });
+                return Err(GuardError::TooLarge {
+                    size: t.len(),
+                    max: self.config.max_scan_bytes,
+                });
             }
             if let Some((engine, sig)) = self.scan_engines(t.as_bytes()).await? {
                 let signature = format!("{engine}:{sig}");
-                keys.push(PayloadKey { kind: KeyKind::Signature, hash: fingerprint::hash_bytes(3, signature.as_bytes()), label: Arc::from(signature.as_str()) });
+                keys.push(PayloadKey {
+                    kind: KeyKind::Signature,
+                    hash: fingerprint::hash_bytes(3, signature.as_bytes()),
+                    label: Arc::from(signature.as_str()),
+                });
                 hit = Some(ContentHit {
                     finding: Finding {
                         rule: "signature".into(),
                         reason: format!("blocked: message matches malware signature {sig}"),
-                        evidence: Evidence { signature: Some(signature), ..Evidence::default() },
+                        evidence: Evidence {
+                            signature: Some(signature),
+                            ..Evidence::default()
+                        },
                     },
                     action: Action::Block,
                 });
@@ -425,7 +496,9 @@ impl Guard {
         let explicit = content.urls.iter().map(|u| &**u);
         let in_text = content.texts.iter().flat_map(|t| url::extract(t));
         for raw in explicit.chain(in_text) {
-            let Some(u) = url::Url::parse(raw) else { continue };
+            let Some(u) = url::Url::parse(raw) else {
+                continue;
+            };
             let key = u.key();
             if seen_urls.contains(&key) || seen_urls.len() >= 32 {
                 continue;
@@ -443,7 +516,10 @@ impl Guard {
                         finding: Finding {
                             rule: "blocklist".into(),
                             reason: format!("blocked: link to a known malicious site ({entry})"),
-                            evidence: Evidence { url: Some(key.clone()), ..Evidence::default() },
+                            evidence: Evidence {
+                                url: Some(key.clone()),
+                                ..Evidence::default()
+                            },
                         },
                         action: Action::Block,
                     });
@@ -451,13 +527,24 @@ impl Guard {
                     && let Some(l) = self.classifier.classify(&u)
                 {
                     hit = Some(ContentHit {
-                        finding: Finding { rule: l.rule().into(), reason: l.reason(), evidence: Evidence { url: Some(key.clone()), ..Evidence::default() } },
+                        finding: Finding {
+                            rule: l.rule().into(),
+                            reason: l.reason(),
+                            evidence: Evidence {
+                                url: Some(key.clone()),
+                                ..Evidence::default()
+                            },
+                        },
                         action: self.config.lure.action,
                     });
                 }
             }
             if !trusted {
-                keys.push(PayloadKey { kind: KeyKind::Url, hash: fingerprint::hash_bytes(1, key.as_bytes()), label: Arc::from(key.as_str()) });
+                keys.push(PayloadKey {
+                    kind: KeyKind::Url,
+                    hash: fingerprint::hash_bytes(1, key.as_bytes()),
+                    label: Arc::from(key.as_str()),
+                });
             }
         }
 
@@ -468,15 +555,30 @@ impl Guard {
                 && let Some(name) = &f.name
                 && let Some((ext, double)) = self.classifier.executable_name(name)
             {
-                let l = url::Lure::Executable { ext, file: name.to_string(), double };
+                let l = url::Lure::Executable {
+                    ext,
+                    file: name.to_string(),
+                    double,
+                };
                 let reason = l.reason().replace("link to an", "file is an");
                 hit = Some(ContentHit {
-                    finding: Finding { rule: l.rule().into(), reason, evidence: Evidence { file_hash: f.hash.clone(), ..Evidence::default() } },
+                    finding: Finding {
+                        rule: l.rule().into(),
+                        reason,
+                        evidence: Evidence {
+                            file_hash: f.hash.clone(),
+                            ..Evidence::default()
+                        },
+                    },
                     action: self.config.lure.action,
                 });
             }
             if let Some(h) = &f.hash {
-                keys.push(PayloadKey { kind: KeyKind::File, hash: fingerprint::hash_bytes(2, h.as_bytes()), label: Arc::from(h.as_str()) });
+                keys.push(PayloadKey {
+                    kind: KeyKind::File,
+                    hash: fingerprint::hash_bytes(2, h.as_bytes()),
+                    label: Arc::from(h.as_str()),
+                });
             }
         }
 
@@ -484,12 +586,23 @@ impl Guard {
         let from_bare = from.bare_str();
         let to_bare = to.bare_str();
         let room_str = room.map(|r| r.bare_str());
-        let machine_like = room.is_some() && (!keys.is_empty() || content.texts.iter().any(|t| machine_like_text(t)));
+        let machine_like = room.is_some()
+            && (!keys.is_empty() || content.texts.iter().any(|t| machine_like_text(t)));
         // A message about a trusted (company) link is not fingerprinted by its text either:
         // forwarding an intranet announcement along the team is ordinary.
         let text_fp = if !(trusted_link && keys.is_empty()) {
-            let names: Vec<&str> = if room.is_some() { Vec::new() } else { to.node().map(|n| fingerprint::name_parts(n).collect()).unwrap_or_default() };
-            let min = if machine_like { 4 } else { self.config.min_text_chars };
+            let names: Vec<&str> = if room.is_some() {
+                Vec::new()
+            } else {
+                to.node()
+                    .map(|n| fingerprint::name_parts(n).collect())
+                    .unwrap_or_default()
+            };
+            let min = if machine_like {
+                4
+            } else {
+                self.config.min_text_chars
+            };
             let joined;
             let text: &str = match content.texts.len() {
                 0 => "",
@@ -532,7 +645,9 @@ impl Guard {
                     return Ok(Verdict::Quarantine(finding));
                 }
                 Action::Block => return Ok(Verdict::Block(finding)),
-                Action::Log => tracing::warn!(rule = %finding.rule, account = from_bare, reason = %finding.reason, "guard rule fired (log only)"),
+                Action::Log => {
+                    tracing::warn!(rule = %finding.rule, account = from_bare, reason = %finding.reason, "guard rule fired (log only)")
+                }
             }
         }
         Ok(match hit {
@@ -568,9 +683,18 @@ impl Guard {
                 d.count,
                 self.config.blast.window_secs.div_ceil(60)
             ),
-            Rule::AutoReply => format!("{verb}: the same {what} was sent automatically in reply to {} people (auto-reply worm)", d.count),
-            Rule::Epidemic => format!("{verb}: this {what} is spreading from account to account ({} accounts)", d.count),
-            Rule::RoomBots => format!("{verb}: {} accounts posted the same machine-like {what} in this room (bots)", d.count),
+            Rule::AutoReply => format!(
+                "{verb}: the same {what} was sent automatically in reply to {} people (auto-reply worm)",
+                d.count
+            ),
+            Rule::Epidemic => format!(
+                "{verb}: this {what} is spreading from account to account ({} accounts)",
+                d.count
+            ),
+            Rule::RoomBots => format!(
+                "{verb}: {} accounts posted the same machine-like {what} in this room (bots)",
+                d.count
+            ),
         };
         let mut evidence = content.map(|c| c.evidence.clone()).unwrap_or_default();
         if let Some(c) = content {
@@ -582,16 +706,24 @@ impl Guard {
                 evidence.url.get_or_insert_with(|| d.key.label.to_string());
             }
             KeyKind::File => {
-                evidence.file_hash.get_or_insert_with(|| d.key.label.to_string());
+                evidence
+                    .file_hash
+                    .get_or_insert_with(|| d.key.label.to_string());
             }
             KeyKind::Signature => {
-                evidence.signature.get_or_insert_with(|| d.key.label.to_string());
+                evidence
+                    .signature
+                    .get_or_insert_with(|| d.key.label.to_string());
             }
             KeyKind::Text => evidence.fingerprint = Some(d.key.display()),
         }
         evidence.chain = d.chain;
         evidence.accounts = d.accounts;
-        Finding { rule: d.rule.id().into(), reason, evidence }
+        Finding {
+            rule: d.rule.id().into(),
+            reason,
+            evidence,
+        }
     }
 
     /// Run the engines in order over `data`, bounded by `scan_timeout_ms` in total.
@@ -607,7 +739,9 @@ impl Guard {
             }
             Ok(None)
         };
-        tokio::time::timeout(self.scan_timeout, run).await.map_err(|_| GuardError::Timeout)?
+        tokio::time::timeout(self.scan_timeout, run)
+            .await
+            .map_err(|_| GuardError::Timeout)?
     }
 
     /// Scan file bytes (uploads, `rampart scan`): signatures, then the file name.
@@ -616,25 +750,39 @@ impl Guard {
             return Ok(Verdict::Allow);
         }
         if data.len() > self.config.max_scan_bytes {
-            return Err(GuardError::TooLarge { size: data.len(), max: self.config.max_scan_bytes });
+            return Err(GuardError::TooLarge {
+                size: data.len(),
+                max: self.config.max_scan_bytes,
+            });
         }
         let hash = format!("sha-256:{}", hex(&Sha256::digest(data)));
         if let Some((engine, sig)) = self.scan_engines(data).await? {
             return Ok(Verdict::Block(Finding {
                 rule: "signature".into(),
                 reason: format!("blocked: file matches malware signature {sig}"),
-                evidence: Evidence { signature: Some(format!("{engine}:{sig}")), file_hash: Some(hash), ..Evidence::default() },
+                evidence: Evidence {
+                    signature: Some(format!("{engine}:{sig}")),
+                    file_hash: Some(hash),
+                    ..Evidence::default()
+                },
             }));
         }
         if self.config.lure.enabled
             && let Some((ext, double)) = self.classifier.executable_name(name)
         {
-            let l = url::Lure::Executable { ext, file: name.to_owned(), double };
+            let l = url::Lure::Executable {
+                ext,
+                file: name.to_owned(),
+                double,
+            };
             if self.config.lure.action != Action::Log {
                 return Ok(Verdict::Block(Finding {
                     rule: l.rule().into(),
                     reason: l.reason().replace("link to an", "file is an"),
-                    evidence: Evidence { file_hash: Some(hash), ..Evidence::default() },
+                    evidence: Evidence {
+                        file_hash: Some(hash),
+                        ..Evidence::default()
+                    },
                 }));
             }
         }

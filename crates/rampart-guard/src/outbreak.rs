@@ -157,7 +157,11 @@ struct GenMap<K, V> {
 
 impl<K: Hash + Eq + Clone, V> GenMap<K, V> {
     fn new(cap: usize) -> Self {
-        GenMap { cur: HashMap::new(), old: HashMap::new(), cap: cap.max(16) }
+        GenMap {
+            cur: HashMap::new(),
+            old: HashMap::new(),
+            cap: cap.max(16),
+        }
     }
 
     fn get(&mut self, k: &K) -> Option<&mut V> {
@@ -229,18 +233,34 @@ impl Spread {
 
     /// The earliest delivered send of this key to `who` before `now`.
     fn received_by(&self, who: &Arc<str>, now: i64) -> Option<&(Arc<str>, Arc<str>, i64)> {
-        self.sends.iter().find(|(_, r, t)| same(r, who) && *t <= now)
+        self.sends
+            .iter()
+            .find(|(_, r, t)| same(r, who) && *t <= now)
     }
 
     /// Chain from the origin to `from`, ending with `from → to` at `now`.
     fn chain(&self, from: &Arc<str>, to: &Arc<str>, now: i64) -> Vec<ChainLink> {
-        let mut links = vec![ChainLink { sender: from.to_string(), recipient: to.to_string(), at_ms: now }];
+        let mut links = vec![ChainLink {
+            sender: from.to_string(),
+            recipient: to.to_string(),
+            at_ms: now,
+        }];
         let mut seen: Vec<&str> = vec![&**from];
-        let mut cur: &str = &**from;
+        let mut cur: &str = from;
         let mut before = now;
         while links.len() < 64 {
-            let Some((s, r, t)) = self.sends.iter().find(|(_, r, t)| &**r == cur && *t <= before) else { break };
-            links.push(ChainLink { sender: s.to_string(), recipient: r.to_string(), at_ms: *t });
+            let Some((s, r, t)) = self
+                .sends
+                .iter()
+                .find(|(_, r, t)| &**r == cur && *t <= before)
+            else {
+                break;
+            };
+            links.push(ChainLink {
+                sender: s.to_string(),
+                recipient: r.to_string(),
+                at_ms: *t,
+            });
             if seen.contains(&&**s) {
                 break;
             }
@@ -253,6 +273,12 @@ impl Spread {
     }
 }
 
+/// A key within a scope (a sender, a room).
+type ScopedKey = (Arc<str>, (KeyKind, u64));
+
+/// Distinct accounts, and until when the scope is flagged.
+type Flagged = (Window, Option<i64>);
+
 /// The in-memory state of all outbreak rules. Not thread-safe by itself: the guard keeps it
 /// behind a mutex.
 pub struct Outbreak {
@@ -260,10 +286,10 @@ pub struct Outbreak {
     names: HashSet<Arc<str>>,
     /// recipient → recent (sender, time) of messages received, for auto_reply.
     received: GenMap<Arc<str>, Window>,
-    blast: GenMap<(Arc<str>, (KeyKind, u64)), (Window, Option<i64>)>,
-    auto: GenMap<(Arc<str>, (KeyKind, u64)), (Vec<ChainLink>, Window, Option<i64>)>,
+    blast: GenMap<ScopedKey, Flagged>,
+    auto: GenMap<ScopedKey, (Vec<ChainLink>, Window, Option<i64>)>,
     spread: GenMap<(KeyKind, u64), Spread>,
-    rooms: GenMap<(Arc<str>, (KeyKind, u64)), (Window, Option<i64>)>,
+    rooms: GenMap<ScopedKey, Flagged>,
     /// LSH buckets of recent text fingerprints: (band, band value) → canonical simhash.
     bands: GenMap<(u8, u16), u64>,
 }
@@ -285,7 +311,12 @@ impl Outbreak {
 
     /// Entries tracked over all maps (for tests and metrics).
     pub fn tracked(&self) -> usize {
-        self.received.len() + self.blast.len() + self.auto.len() + self.spread.len() + self.rooms.len() + self.bands.len()
+        self.received.len()
+            + self.blast.len()
+            + self.auto.len()
+            + self.spread.len()
+            + self.rooms.len()
+            + self.bands.len()
     }
 
     fn intern(&mut self, s: &str) -> Arc<str> {
@@ -348,10 +379,13 @@ impl Outbreak {
         }
         // Auto-reply: did `from` receive from `to` just before?
         if hit.is_none() && self.p.auto_reply.enabled {
-            let replied_at = self.received.get(&from).and_then(|w| {
-                w.items.iter().find(|(s, _)| *s == to).map(|(_, t)| *t)
-            });
-            if let Some(t_in) = replied_at.filter(|t| now - t <= self.p.reply_within_ms && now >= *t) {
+            let replied_at = self
+                .received
+                .get(&from)
+                .and_then(|w| w.items.iter().find(|(s, _)| *s == to).map(|(_, t)| *t));
+            if let Some(t_in) =
+                replied_at.filter(|t| now - t <= self.p.reply_within_ms && now >= *t)
+            {
                 let text = if self.p.auto_reply_text { o.text } else { None };
                 for key in o.keys.iter().chain(text) {
                     if let Some(d) = self.auto_reply(&from, &to, key, t_in, now) {
@@ -385,9 +419,17 @@ impl Outbreak {
         hit
     }
 
-    fn blast(&mut self, from: &Arc<str>, to: &Arc<str>, key: &PayloadKey, now: i64) -> Option<Detection> {
+    fn blast(
+        &mut self,
+        from: &Arc<str>,
+        to: &Arc<str>,
+        key: &PayloadKey,
+        now: i64,
+    ) -> Option<Detection> {
         let r = self.p.blast;
-        let (w, flagged_until) = self.blast.get_or_insert_with(&(from.clone(), key.id()), Default::default);
+        let (w, flagged_until) = self
+            .blast
+            .get_or_insert_with(&(from.clone(), key.id()), Default::default);
         w.prune(now, r.window_ms);
         let before = w.items.len();
         w.touch(to, now);
@@ -397,21 +439,53 @@ impl Outbreak {
             return None;
         }
         *flagged_until = Some(now + r.window_ms);
-        let chain = w.items.iter().map(|(rcpt, t)| ChainLink { sender: from.to_string(), recipient: rcpt.to_string(), at_ms: *t }).collect();
+        let chain = w
+            .items
+            .iter()
+            .map(|(rcpt, t)| ChainLink {
+                sender: from.to_string(),
+                recipient: rcpt.to_string(),
+                at_ms: *t,
+            })
+            .collect();
         let accounts = w.items.iter().map(|(a, _)| a.to_string()).collect();
-        Some(Detection { rule: Rule::Blast, action: r.action, key: key.clone(), count, chain, accounts })
+        Some(Detection {
+            rule: Rule::Blast,
+            action: r.action,
+            key: key.clone(),
+            count,
+            chain,
+            accounts,
+        })
     }
 
-    fn auto_reply(&mut self, from: &Arc<str>, to: &Arc<str>, key: &PayloadKey, t_in: i64, now: i64) -> Option<Detection> {
+    fn auto_reply(
+        &mut self,
+        from: &Arc<str>,
+        to: &Arc<str>,
+        key: &PayloadKey,
+        t_in: i64,
+        now: i64,
+    ) -> Option<Detection> {
         let r = self.p.auto_reply;
-        let (chain, w, flagged_until) = self.auto.get_or_insert_with(&(from.clone(), key.id()), Default::default);
+        let (chain, w, flagged_until) = self
+            .auto
+            .get_or_insert_with(&(from.clone(), key.id()), Default::default);
         w.prune(now, r.window_ms);
         chain.retain(|l| now - l.at_ms <= r.window_ms);
         let before = w.items.len();
         w.touch(to, now);
         if chain.len() + 2 <= MAX_LIST {
-            chain.push(ChainLink { sender: to.to_string(), recipient: from.to_string(), at_ms: t_in });
-            chain.push(ChainLink { sender: from.to_string(), recipient: to.to_string(), at_ms: now });
+            chain.push(ChainLink {
+                sender: to.to_string(),
+                recipient: from.to_string(),
+                at_ms: t_in,
+            });
+            chain.push(ChainLink {
+                sender: from.to_string(),
+                recipient: to.to_string(),
+                at_ms: now,
+            });
         }
         let count = w.items.len();
         let crossed = count >= r.threshold && before < r.threshold;
@@ -420,29 +494,50 @@ impl Outbreak {
         }
         *flagged_until = Some(now + r.window_ms);
         let accounts = w.items.iter().map(|(a, _)| a.to_string()).collect();
-        Some(Detection { rule: Rule::AutoReply, action: r.action, key: key.clone(), count, chain: chain.clone(), accounts })
+        Some(Detection {
+            rule: Rule::AutoReply,
+            action: r.action,
+            key: key.clone(),
+            count,
+            chain: chain.clone(),
+            accounts,
+        })
     }
 
-    fn epidemic(&mut self, from: &Arc<str>, to: &Arc<str>, key: &PayloadKey, now: i64, delivered: bool) -> Option<Detection> {
+    fn epidemic(
+        &mut self,
+        from: &Arc<str>,
+        to: &Arc<str>,
+        key: &PayloadKey,
+        now: i64,
+        delivered: bool,
+    ) -> Option<Detection> {
         let r = self.p.epidemic;
         let s = self.spread.get_or_insert_with(&key.id(), Spread::default);
         s.prune(now, r.window_ms);
         if !s.relays.is_empty() {
-            s.relays.retain(|a| s.sends.iter().any(|(snd, _, _)| same(snd, a)));
+            s.relays
+                .retain(|a| s.sends.iter().any(|(snd, _, _)| same(snd, a)));
         }
-        let is_relay = s.received_by(from, now).is_some_and(|(snd, _, _)| !same(snd, from));
+        let is_relay = s
+            .received_by(from, now)
+            .is_some_and(|(snd, _, _)| !same(snd, from));
         let new_relay = is_relay && !s.relays.iter().any(|r| same(r, from));
         if new_relay && s.relays.len() < MAX_LIST {
             s.relays.push(from.clone());
         }
-        let chain = if is_relay || s.flagged_until.is_some_and(|u| u >= now) { Some(s.chain(from, to, now)) } else { None };
+        let chain = if is_relay || s.flagged_until.is_some_and(|u| u >= now) {
+            Some(s.chain(from, to, now))
+        } else {
+            None
+        };
         // Distinct accounts in the spread: every relay, plus the origin(s) they got it from.
         let mut accounts: Vec<String> = Vec::new();
         for relay in &s.relays {
-            if let Some((snd, _, _)) = s.received_by(relay, now) {
-                if !accounts.iter().any(|a| a == &**snd) {
-                    accounts.push(snd.to_string());
-                }
+            if let Some((snd, _, _)) = s.received_by(relay, now)
+                && !accounts.iter().any(|a| a == &**snd)
+            {
+                accounts.push(snd.to_string());
             }
             if !accounts.iter().any(|a| a == &**relay) {
                 accounts.push(relay.to_string());
@@ -461,12 +556,27 @@ impl Outbreak {
         }
         s.flagged_until = Some(now + r.window_ms);
         let chain = chain.unwrap_or_else(|| s.chain(from, to, now));
-        Some(Detection { rule: Rule::Epidemic, action: r.action, key: key.clone(), count, chain, accounts })
+        Some(Detection {
+            rule: Rule::Epidemic,
+            action: r.action,
+            key: key.clone(),
+            count,
+            chain,
+            accounts,
+        })
     }
 
-    fn room_bots(&mut self, room: &Arc<str>, from: &Arc<str>, key: &PayloadKey, now: i64) -> Option<Detection> {
+    fn room_bots(
+        &mut self,
+        room: &Arc<str>,
+        from: &Arc<str>,
+        key: &PayloadKey,
+        now: i64,
+    ) -> Option<Detection> {
         let r = self.p.room_bots;
-        let (w, flagged_until) = self.rooms.get_or_insert_with(&(room.clone(), key.id()), Default::default);
+        let (w, flagged_until) = self
+            .rooms
+            .get_or_insert_with(&(room.clone(), key.id()), Default::default);
         w.prune(now, r.window_ms);
         let before = w.items.len();
         w.touch(from, now);
@@ -476,9 +586,24 @@ impl Outbreak {
             return None;
         }
         *flagged_until = Some(now + r.window_ms);
-        let chain = w.items.iter().map(|(a, t)| ChainLink { sender: a.to_string(), recipient: room.to_string(), at_ms: *t }).collect();
+        let chain = w
+            .items
+            .iter()
+            .map(|(a, t)| ChainLink {
+                sender: a.to_string(),
+                recipient: room.to_string(),
+                at_ms: *t,
+            })
+            .collect();
         let accounts = w.items.iter().map(|(a, _)| a.to_string()).collect();
-        Some(Detection { rule: Rule::RoomBots, action: r.action, key: key.clone(), count, chain, accounts })
+        Some(Detection {
+            rule: Rule::RoomBots,
+            action: r.action,
+            key: key.clone(),
+            count,
+            chain,
+            accounts,
+        })
     }
 }
 
@@ -486,7 +611,11 @@ impl Outbreak {
 /// from `hash` when a rule fires), saving two allocations per message.
 pub fn text_key(canonical: u64) -> PayloadKey {
     static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
-    PayloadKey { kind: KeyKind::Text, hash: canonical, label: EMPTY.get_or_init(|| Arc::from("")).clone() }
+    PayloadKey {
+        kind: KeyKind::Text,
+        hash: canonical,
+        label: EMPTY.get_or_init(|| Arc::from("")).clone(),
+    }
 }
 
 impl PayloadKey {

@@ -93,13 +93,21 @@ impl YaraScanner {
         self.count
     }
 
-    fn scan_sync(rules: &Arc<yara_x::Rules>, id: u64, timeout: Duration, data: &[u8]) -> Result<Option<String>, GuardError> {
+    fn scan_sync(
+        rules: &Arc<yara_x::Rules>,
+        id: u64,
+        timeout: Duration,
+        data: &[u8],
+    ) -> Result<Option<String>, GuardError> {
         let run = |scanner: &mut yara_x::Scanner<'_>| -> Result<Option<String>, GuardError> {
             let results = scanner.scan(data).map_err(|e| match e {
                 yara_x::ScanError::Timeout => GuardError::Timeout,
                 e => GuardError::Engine(format!("yara: {e}")),
             })?;
-            Ok(results.matching_rules().next().map(|r| r.identifier().to_owned()))
+            Ok(results
+                .matching_rules()
+                .next()
+                .map(|r| r.identifier().to_owned()))
         };
         // Take this thread's scanner out of the cache while scanning (so a re-entrant call
         // cannot find it borrowed), and put it back afterwards.
@@ -107,7 +115,9 @@ impl YaraScanner {
             let mut c = c.borrow_mut();
             // Scanners of dropped rule sets (only the cache still holds the rules) go first.
             c.retain(|(_, s)| Arc::strong_count(s.borrow_owner()) > 1);
-            c.iter().position(|(i, _)| *i == id).map(|p| c.swap_remove(p).1)
+            c.iter()
+                .position(|(i, _)| *i == id)
+                .map(|p| c.swap_remove(p).1)
         });
         let mut cached = cached.unwrap_or_else(|| {
             CachedScanner::new(rules.clone(), |r| {
@@ -158,9 +168,13 @@ impl ClamdAddr {
     /// Parse `tcp:HOST:PORT` or `unix:/path/to/clamd.ctl`.
     pub fn parse(s: &str) -> Result<Self, GuardError> {
         if let Some(rest) = s.strip_prefix("tcp:") {
-            let port_ok = rest.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            let port_ok = rest
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
             if !port_ok {
-                return Err(GuardError::Config(format!("clamd address {s:?}: expected tcp:HOST:PORT")));
+                return Err(GuardError::Config(format!(
+                    "clamd address {s:?}: expected tcp:HOST:PORT"
+                )));
             }
             let host_port = rest.to_owned();
             return Ok(ClamdAddr::Tcp(host_port));
@@ -170,7 +184,9 @@ impl ClamdAddr {
         {
             return Ok(ClamdAddr::Unix(rest.into()));
         }
-        Err(GuardError::Config(format!("clamd address {s:?}: expected tcp:HOST:PORT or unix:/path")))
+        Err(GuardError::Config(format!(
+            "clamd address {s:?}: expected tcp:HOST:PORT or unix:/path"
+        )))
     }
 }
 
@@ -198,7 +214,10 @@ impl ClamdScanner {
 
     /// A scanner for `tcp:HOST:PORT` or `unix:/path`, with a 10 s I/O timeout.
     pub fn new(addr: &str) -> Result<Self, GuardError> {
-        Ok(ClamdScanner { addr: ClamdAddr::parse(addr)?, io_timeout: Duration::from_secs(10) })
+        Ok(ClamdScanner {
+            addr: ClamdAddr::parse(addr)?,
+            io_timeout: Duration::from_secs(10),
+        })
     }
 
     /// Bound every connect, write and read by `t`.
@@ -210,11 +229,17 @@ impl ClamdScanner {
     async fn connect(&self) -> Result<Box<dyn Stream>, GuardError> {
         let fut = async {
             Ok::<Box<dyn Stream>, std::io::Error>(match &self.addr {
-                ClamdAddr::Tcp(hp) => Box::new(tokio::net::TcpStream::connect(hp.as_str()).await?) as Box<dyn Stream>,
+                ClamdAddr::Tcp(hp) => {
+                    Box::new(tokio::net::TcpStream::connect(hp.as_str()).await?) as Box<dyn Stream>
+                }
                 #[cfg(unix)]
-                ClamdAddr::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?) as Box<dyn Stream>,
+                ClamdAddr::Unix(p) => {
+                    Box::new(tokio::net::UnixStream::connect(p).await?) as Box<dyn Stream>
+                }
                 #[cfg(not(unix))]
-                ClamdAddr::Unix(_) => return Err(std::io::Error::other("unix sockets unsupported")),
+                ClamdAddr::Unix(_) => {
+                    return Err(std::io::Error::other("unix sockets unsupported"));
+                }
             })
         };
         tokio::time::timeout(self.io_timeout, fut)
@@ -231,7 +256,10 @@ impl ClamdScanner {
         Ok(reply == "PONG")
     }
 
-    async fn io<T>(&self, f: impl std::future::Future<Output = std::io::Result<T>>) -> Result<T, GuardError> {
+    async fn io<T>(
+        &self,
+        f: impl std::future::Future<Output = std::io::Result<T>>,
+    ) -> Result<T, GuardError> {
         tokio::time::timeout(self.io_timeout, f)
             .await
             .map_err(|_| GuardError::Timeout)?
@@ -259,7 +287,9 @@ impl ClamdScanner {
         }
         let reply = String::from_utf8_lossy(&buf).trim().to_owned();
         if reply.is_empty() {
-            return Err(GuardError::Engine("clamd: connection closed without a reply".into()));
+            return Err(GuardError::Engine(
+                "clamd: connection closed without a reply".into(),
+            ));
         }
         Ok(reply)
     }
@@ -267,13 +297,20 @@ impl ClamdScanner {
 
 /// Interpret an INSTREAM reply.
 fn parse_reply(reply: &str) -> Result<Option<String>, GuardError> {
-    let body = reply.strip_prefix("stream:").map(str::trim).unwrap_or(reply);
+    let body = reply
+        .strip_prefix("stream:")
+        .map(str::trim)
+        .unwrap_or(reply);
     if body == "OK" {
         return Ok(None);
     }
     if let Some(sig) = body.strip_suffix(" FOUND") {
         let sig = sig.trim();
-        return Ok(Some(if sig.is_empty() { "clamd:unknown".to_owned() } else { sig.to_owned() }));
+        return Ok(Some(if sig.is_empty() {
+            "clamd:unknown".to_owned()
+        } else {
+            sig.to_owned()
+        }));
     }
     Err(GuardError::Engine(format!("clamd: {reply}")))
 }
@@ -313,17 +350,38 @@ mod tests {
     #[test]
     fn replies() {
         assert_eq!(parse_reply("stream: OK").unwrap(), None);
-        assert_eq!(parse_reply("stream: Eicar-Signature FOUND").unwrap().as_deref(), Some("Eicar-Signature"));
+        assert_eq!(
+            parse_reply("stream: Eicar-Signature FOUND")
+                .unwrap()
+                .as_deref(),
+            Some("Eicar-Signature")
+        );
         assert!(parse_reply("INSTREAM size limit exceeded. ERROR").is_err());
         assert!(parse_reply("garbage").is_err());
     }
 
     #[test]
     fn addresses() {
-        assert_eq!(ClamdAddr::parse("tcp:127.0.0.1:3310").unwrap(), ClamdAddr::Tcp("127.0.0.1:3310".into()));
-        assert_eq!(ClamdAddr::parse("tcp:[::1]:3310").unwrap(), ClamdAddr::Tcp("[::1]:3310".into()));
-        assert_eq!(ClamdAddr::parse("unix:/run/clamd.ctl").unwrap(), ClamdAddr::Unix("/run/clamd.ctl".into()));
-        for bad in ["", "tcp:", "tcp:host", "tcp:host:x", "unix:", "127.0.0.1:3310"] {
+        assert_eq!(
+            ClamdAddr::parse("tcp:127.0.0.1:3310").unwrap(),
+            ClamdAddr::Tcp("127.0.0.1:3310".into())
+        );
+        assert_eq!(
+            ClamdAddr::parse("tcp:[::1]:3310").unwrap(),
+            ClamdAddr::Tcp("[::1]:3310".into())
+        );
+        assert_eq!(
+            ClamdAddr::parse("unix:/run/clamd.ctl").unwrap(),
+            ClamdAddr::Unix("/run/clamd.ctl".into())
+        );
+        for bad in [
+            "",
+            "tcp:",
+            "tcp:host",
+            "tcp:host:x",
+            "unix:",
+            "127.0.0.1:3310",
+        ] {
             assert!(ClamdAddr::parse(bad).is_err(), "{bad}");
         }
     }

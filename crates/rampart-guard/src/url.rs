@@ -62,7 +62,10 @@ impl<'a> Iterator for Extract<'a> {
                 let schemes: [&[u8]; 3] = [b"https", b"http", b"ftp"];
                 let known = schemes
                     .iter()
-                    .find(|k| scheme.len() >= k.len() && scheme[scheme.len() - k.len()..].eq_ignore_ascii_case(k))
+                    .find(|k| {
+                        scheme.len() >= k.len()
+                            && scheme[scheme.len() - k.len()..].eq_ignore_ascii_case(k)
+                    })
                     .map(|k| i - k.len());
                 match known {
                     Some(s) => s,
@@ -73,7 +76,11 @@ impl<'a> Iterator for Extract<'a> {
                 if bytes.len() < i + 4 || !bytes[i..i + 4].eq_ignore_ascii_case(b"www.") {
                     continue;
                 }
-                if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] >= 0x80 || matches!(bytes[i - 1], b'.' | b'/' | b'@' | b'-' | b'_')) {
+                if i > 0
+                    && (bytes[i - 1].is_ascii_alphanumeric()
+                        || bytes[i - 1] >= 0x80
+                        || matches!(bytes[i - 1], b'.' | b'/' | b'@' | b'-' | b'_'))
+                {
                     continue;
                 }
                 i
@@ -82,7 +89,12 @@ impl<'a> Iterator for Extract<'a> {
             self.pos = end.max(i + 1);
             let candidate = trim_trailing(&self.text[start..end]);
             // Something must follow the scheme or "www.".
-            let min = if candidate.as_bytes().first().is_some_and(|b| b.eq_ignore_ascii_case(&b'w')) && !candidate.contains("://") {
+            let min = if candidate
+                .as_bytes()
+                .first()
+                .is_some_and(|b| b.eq_ignore_ascii_case(&b'w'))
+                && !candidate.contains("://")
+            {
                 5
             } else {
                 candidate.find("://").map_or(usize::MAX, |p| p + 4)
@@ -102,8 +114,28 @@ fn url_end(text: &str, start: usize) -> usize {
         if off >= MAX_URL_LEN {
             break;
         }
-        if c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '`' | '{' | '}' | '|' | '\\' | '^')
-            || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{3000}' | '。' | '！' | '？' | '「' | '」' | '『' | '』' | '（' | '）' | '，' | '、')
+        if c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '<' | '>' | '"' | '`' | '{' | '}' | '|' | '\\' | '^')
+            || matches!(
+                c,
+                '\u{200B}'
+                    ..='\u{200D}'
+                        | '\u{2060}'
+                        | '\u{FEFF}'
+                        | '\u{3000}'
+                        | '。'
+                        | '！'
+                        | '？'
+                        | '「'
+                        | '」'
+                        | '『'
+                        | '』'
+                        | '（'
+                        | '）'
+                        | '，'
+                        | '、'
+            )
         {
             break;
         }
@@ -115,9 +147,12 @@ fn url_end(text: &str, start: usize) -> usize {
 /// Strip trailing punctuation and unbalanced closing brackets.
 fn trim_trailing(mut s: &str) -> &str {
     loop {
-        let Some(last) = s.chars().next_back() else { return s };
+        let Some(last) = s.chars().next_back() else {
+            return s;
+        };
         let strip = match last {
-            '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '"' | '*' | '…' | '。' | '！' | '？' | '»' | '”' | '’' => true,
+            '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '"' | '*' | '…' | '。' | '！' | '？'
+            | '»' | '”' | '’' => true,
             ')' => s.matches('(').count() < s.matches(')').count(),
             ']' => s.matches('[').count() < s.matches(']').count(),
             _ => false,
@@ -173,9 +208,34 @@ pub struct Url {
 /// Query parameters that only track clicks; dropped from the normalized form so the same
 /// link shared with different trackers still compares equal.
 const TRACKING_PARAMS: &[&str] = &[
-    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "igshid", "mc_cid", "mc_eid",
-    "_ga", "_gl", "_hsenc", "_hsmi", "mkt_tok", "ref_src", "ref_url", "spm", "si", "trk", "oly_anon_id",
-    "oly_enc_id", "vero_id", "rb_clickid", "s_cid", "twclid", "ttclid", "li_fat_id",
+    "fbclid",
+    "gclid",
+    "dclid",
+    "gbraid",
+    "wbraid",
+    "msclkid",
+    "yclid",
+    "igshid",
+    "mc_cid",
+    "mc_eid",
+    "_ga",
+    "_gl",
+    "_hsenc",
+    "_hsmi",
+    "mkt_tok",
+    "ref_src",
+    "ref_url",
+    "spm",
+    "si",
+    "trk",
+    "oly_anon_id",
+    "oly_enc_id",
+    "vero_id",
+    "rb_clickid",
+    "s_cid",
+    "twclid",
+    "ttclid",
+    "li_fat_id",
 ];
 
 impl Url {
@@ -185,10 +245,17 @@ impl Url {
         let raw = raw.trim();
         let raw = &raw[..floor_char_boundary(raw, MAX_URL_LEN)];
         let (scheme, rest) = match raw.find("://") {
-            Some(p) if p > 0 && raw[..p].bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) => {
+            Some(p)
+                if p > 0
+                    && raw[..p]
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) =>
+            {
                 (raw[..p].to_ascii_lowercase(), &raw[p + 3..])
             }
-            _ if raw.len() > 4 && raw.as_bytes()[..4].eq_ignore_ascii_case(b"www.") => ("http".to_owned(), raw),
+            _ if raw.len() > 4 && raw.as_bytes()[..4].eq_ignore_ascii_case(b"www.") => {
+                ("http".to_owned(), raw)
+            }
             _ => return None,
         };
         // Browsers treat '\' like '/' in special schemes.
@@ -225,7 +292,16 @@ impl Url {
         };
         let path = normalize_path(path_raw);
         let query = query_raw.and_then(normalize_query);
-        Some(Url { scheme, host, port, path, query, had_userinfo, obfuscated_ip, bad_punycode })
+        Some(Url {
+            scheme,
+            host,
+            port,
+            path,
+            query,
+            had_userinfo,
+            obfuscated_ip,
+            bad_punycode,
+        })
     }
 
     /// The normalized, scheme-less form: `host[:port]/path[?query]`, e.g.
@@ -316,16 +392,29 @@ fn parse_host(raw: &str) -> Option<(Host, bool, bool)> {
     }
     if let Some(inner) = raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
         let inner = inner.split('%').next().unwrap_or(inner);
-        return inner.parse::<Ipv6Addr>().ok().map(|a| (Host::Ipv6(a), false, false));
+        return inner
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(|a| (Host::Ipv6(a), false, false));
     }
-    let decoded = if raw.contains('%') { percent_decode_all(raw) } else { raw.to_owned() };
+    let decoded = if raw.contains('%') {
+        percent_decode_all(raw)
+    } else {
+        raw.to_owned()
+    };
     // IDNA full stops.
     let mut host: String = if decoded.is_ascii() {
         decoded.to_ascii_lowercase()
     } else {
         decoded
             .chars()
-            .map(|c| if matches!(c, '。' | '．' | '｡') { '.' } else { c })
+            .map(|c| {
+                if matches!(c, '。' | '．' | '｡') {
+                    '.'
+                } else {
+                    c
+                }
+            })
             .flat_map(char::to_lowercase)
             .collect()
     };
@@ -335,7 +424,13 @@ fn parse_host(raw: &str) -> Option<(Host, bool, bool)> {
     if host.is_empty() || host.len() > 253 * 4 {
         return None;
     }
-    if host.bytes().any(|b| b <= b' ' || matches!(b, b'/' | b'\\' | b'@' | b'[' | b']' | b'<' | b'>' | b'^' | b'|' | b'%')) {
+    if host.bytes().any(|b| {
+        b <= b' '
+            || matches!(
+                b,
+                b'/' | b'\\' | b'@' | b'[' | b']' | b'<' | b'>' | b'^' | b'|' | b'%'
+            )
+    }) {
         return None;
     }
     if let Some((addr, canonical)) = parse_ipv4(&host) {
@@ -376,7 +471,8 @@ pub fn parse_ipv4(host: &str) -> Option<(Ipv4Addr, bool)> {
     let mut canonical = parts.len() == 4;
     let mut nums = [0u64; 4];
     for (i, p) in parts.iter().enumerate() {
-        let (digits, radix) = if let Some(h) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+        let (digits, radix) = if let Some(h) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X"))
+        {
             (h, 16)
         } else if p.len() > 1 && p.starts_with('0') {
             (&p[1..], 8)
@@ -455,7 +551,13 @@ pub fn punycode_decode(input: &str) -> Option<String> {
                 _ => return None,
             };
             i = i.checked_add(digit.checked_mul(w)?)?;
-            let t = if k <= bias { TMIN } else if k >= bias + TMAX { TMAX } else { k - bias };
+            let t = if k <= bias {
+                TMIN
+            } else if k >= bias + TMAX {
+                TMAX
+            } else {
+                k - bias
+            };
             if digit < t {
                 break;
             }
@@ -493,12 +595,13 @@ pub fn percent_decode_all(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex_val(b[i + 1]), hex_val(b[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex_val(b[i + 1]), hex_val(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -513,21 +616,22 @@ fn normalize_escapes(s: &str, out: &mut String) {
     let mut i = 0;
     let mut start = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex_val(b[i + 1]), hex_val(b[i + 2])) {
-                out.push_str(&s[start..i]);
-                let v = h * 16 + l;
-                if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
-                    out.push(char::from(v));
-                } else {
-                    out.push('%');
-                    out.push(char::from(b[i + 1].to_ascii_uppercase()));
-                    out.push(char::from(b[i + 2].to_ascii_uppercase()));
-                }
-                i += 3;
-                start = i;
-                continue;
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex_val(b[i + 1]), hex_val(b[i + 2]))
+        {
+            out.push_str(&s[start..i]);
+            let v = h * 16 + l;
+            if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(v));
+            } else {
+                out.push('%');
+                out.push(char::from(b[i + 1].to_ascii_uppercase()));
+                out.push(char::from(b[i + 2].to_ascii_uppercase()));
             }
+            i += 3;
+            start = i;
+            continue;
         }
         i += 1;
     }
@@ -586,11 +690,18 @@ pub enum Lure {
     /// The link downloads an executable or script (the extension, e.g. `.scr`), possibly
     /// behind a harmless-looking one (`photo.jpg.exe`) or inside an archive named after one
     /// (`invoice.pdf.exe.zip`).
-    Executable { ext: String, file: String, double: bool },
+    Executable {
+        ext: String,
+        file: String,
+        double: bool,
+    },
     /// The host is an IP address (`obfuscated`: written as decimal, hex, octal or short form).
     IpLiteral { obfuscated: bool },
     /// The host imitates `target` (a brand or company domain), or mixes scripts.
-    Lookalike { target: Option<String>, how: &'static str },
+    Lookalike {
+        target: Option<String>,
+        how: &'static str,
+    },
     /// A URL shortener hides the destination.
     Shortener,
 }
@@ -609,14 +720,26 @@ impl Lure {
     /// Text for the sender.
     pub fn reason(&self) -> String {
         match self {
-            Lure::Executable { ext, double: true, .. } => {
-                format!("blocked: link to an executable file disguised with a double extension (.{ext})")
+            Lure::Executable {
+                ext, double: true, ..
+            } => {
+                format!(
+                    "blocked: link to an executable file disguised with a double extension (.{ext})"
+                )
             }
             Lure::Executable { ext, .. } => format!("blocked: link to an executable file (.{ext})"),
-            Lure::IpLiteral { obfuscated: true } => "blocked: link to an obfuscated IP address".to_owned(),
-            Lure::IpLiteral { obfuscated: false } => "blocked: link to a bare IP address".to_owned(),
-            Lure::Lookalike { target: Some(t), .. } => format!("blocked: link to a site imitating {t}"),
-            Lure::Lookalike { target: None, how } => format!("blocked: link to a deceptive domain ({how})"),
+            Lure::IpLiteral { obfuscated: true } => {
+                "blocked: link to an obfuscated IP address".to_owned()
+            }
+            Lure::IpLiteral { obfuscated: false } => {
+                "blocked: link to a bare IP address".to_owned()
+            }
+            Lure::Lookalike {
+                target: Some(t), ..
+            } => format!("blocked: link to a site imitating {t}"),
+            Lure::Lookalike { target: None, how } => {
+                format!("blocked: link to a deceptive domain ({how})")
+            }
             Lure::Shortener => "blocked: shortened link hides its destination".to_owned(),
         }
     }
@@ -641,8 +764,8 @@ pub struct ClassifierSettings {
 /// Extensions that look harmless; one right before an executable extension makes a double
 /// extension (`photo.jpg.exe`).
 const DECOY_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "png", "gif", "bmp", "webp", "heic", "pdf", "doc", "docx", "xls", "xlsx", "ppt", "pptx", "txt", "rtf",
-    "mp3", "mp4", "avi", "mov", "wav", "zip", "csv", "odt", "html", "htm",
+    "jpg", "jpeg", "png", "gif", "bmp", "webp", "heic", "pdf", "doc", "docx", "xls", "xlsx", "ppt",
+    "pptx", "txt", "rtf", "mp3", "mp4", "avi", "mov", "wav", "zip", "csv", "odt", "html", "htm",
 ];
 
 /// Lure classification, precomputed from settings. Cheap to share.
@@ -667,29 +790,55 @@ fn clean_domain(d: &str) -> String {
 
 /// True if `host` is `domain` or a subdomain of it.
 pub fn host_in_domain(host: &str, domain: &str) -> bool {
-    host == domain || (host.len() > domain.len() && host.ends_with(domain) && host.as_bytes()[host.len() - domain.len() - 1] == b'.')
+    host == domain
+        || (host.len() > domain.len()
+            && host.ends_with(domain)
+            && host.as_bytes()[host.len() - domain.len() - 1] == b'.')
 }
 
 impl Classifier {
     pub fn new(settings: ClassifierSettings) -> Self {
-        let norm_ext = |v: &Vec<String>| v.iter().map(|e| e.trim().trim_start_matches('.').to_lowercase()).filter(|e| !e.is_empty()).collect::<HashSet<_>>();
-        let trusted: Vec<String> = settings.trusted_domains.iter().map(|d| clean_domain(d)).filter(|d| !d.is_empty()).collect();
+        let norm_ext = |v: &Vec<String>| {
+            v.iter()
+                .map(|e| e.trim().trim_start_matches('.').to_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect::<HashSet<_>>()
+        };
+        let trusted: Vec<String> = settings
+            .trusted_domains
+            .iter()
+            .map(|d| clean_domain(d))
+            .filter(|d| !d.is_empty())
+            .collect();
         let mut protected = Vec::new();
-        for d in settings.protected_domains.iter().chain(settings.trusted_domains.iter()) {
+        for d in settings
+            .protected_domains
+            .iter()
+            .chain(settings.trusted_domains.iter())
+        {
             let d = clean_domain(d);
-            let Some(first) = d.split('.').next().map(str::to_owned) else { continue };
+            let Some(first) = d.split('.').next().map(str::to_owned) else {
+                continue;
+            };
             if first.is_empty() || d == first {
                 continue;
             }
             let sk = skeleton(&first);
-            if !protected.iter().any(|(pd, _, _): &(String, String, String)| *pd == d) {
+            if !protected
+                .iter()
+                .any(|(pd, _, _): &(String, String, String)| *pd == d)
+            {
                 protected.push((d, first, sk));
             }
         }
         Classifier {
             blocked: norm_ext(&settings.blocked_extensions),
             archives: norm_ext(&settings.archive_extensions),
-            shorteners: settings.shorteners.iter().map(|d| clean_domain(d)).collect(),
+            shorteners: settings
+                .shorteners
+                .iter()
+                .map(|d| clean_domain(d))
+                .collect(),
             protected,
             trusted,
             settings,
@@ -698,7 +847,8 @@ impl Classifier {
 
     /// True if the URL's host is a trusted (company) domain or a subdomain of one.
     pub fn is_trusted(&self, url: &Url) -> bool {
-        url.domain().is_some_and(|d| self.trusted.iter().any(|t| host_in_domain(d, t)))
+        url.domain()
+            .is_some_and(|d| self.trusted.iter().any(|t| host_in_domain(d, t)))
     }
 
     /// The executable extension a file name ends with (directly, after a decoy extension, or
@@ -713,7 +863,8 @@ impl Classifier {
         let prev = exts.next();
         // The stem must exist: ".exe" alone is no file name we can judge, treat it as one.
         if self.blocked.contains(last) {
-            let double = prev.is_some_and(|p| DECOY_EXTENSIONS.contains(&p)) && name.matches('.').count() >= 2;
+            let double = prev.is_some_and(|p| DECOY_EXTENSIONS.contains(&p))
+                && name.matches('.').count() >= 2;
             return Some((last.to_owned(), double));
         }
         if self.archives.contains(last)
@@ -733,30 +884,48 @@ impl Classifier {
         }
         for f in url.file_names() {
             if let Some((ext, double)) = self.executable_name(&f) {
-                return Some(Lure::Executable { ext, file: f, double });
+                return Some(Lure::Executable {
+                    ext,
+                    file: f,
+                    double,
+                });
             }
         }
         match &url.host {
             Host::Ipv4(a) => {
-                if self.settings.block_ip_literals && (url.obfuscated_ip || !(self.settings.allow_private_ip_literals && is_private_v4(a))) {
-                    return Some(Lure::IpLiteral { obfuscated: url.obfuscated_ip });
+                if self.settings.block_ip_literals
+                    && (url.obfuscated_ip
+                        || !(self.settings.allow_private_ip_literals && is_private_v4(a)))
+                {
+                    return Some(Lure::IpLiteral {
+                        obfuscated: url.obfuscated_ip,
+                    });
                 }
                 None
             }
             Host::Ipv6(a) => {
-                let private = a.is_loopback() || (a.segments()[0] & 0xfe00) == 0xfc00 || (a.segments()[0] & 0xffc0) == 0xfe80;
-                if self.settings.block_ip_literals && !(self.settings.allow_private_ip_literals && private) {
+                let private = a.is_loopback()
+                    || (a.segments()[0] & 0xfe00) == 0xfc00
+                    || (a.segments()[0] & 0xffc0) == 0xfe80;
+                if self.settings.block_ip_literals
+                    && !(self.settings.allow_private_ip_literals && private)
+                {
                     return Some(Lure::IpLiteral { obfuscated: false });
                 }
                 None
             }
             Host::Domain(d) => {
-                if self.settings.block_shorteners && self.shorteners.iter().any(|s| host_in_domain(d, s)) {
+                if self.settings.block_shorteners
+                    && self.shorteners.iter().any(|s| host_in_domain(d, s))
+                {
                     return Some(Lure::Shortener);
                 }
                 if self.settings.check_lookalikes {
                     if url.bad_punycode {
-                        return Some(Lure::Lookalike { target: None, how: "malformed punycode" });
+                        return Some(Lure::Lookalike {
+                            target: None,
+                            how: "malformed punycode",
+                        });
                     }
                     return self.lookalike(d);
                 }
@@ -767,7 +936,11 @@ impl Classifier {
 
     /// Lookalike analysis of a domain name.
     pub fn lookalike(&self, host: &str) -> Option<Lure> {
-        if self.protected.iter().any(|(d, _, _)| host_in_domain(host, d)) {
+        if self
+            .protected
+            .iter()
+            .any(|(d, _, _)| host_in_domain(host, d))
+        {
             return None;
         }
         let labels: Vec<&str> = host.split('.').collect();
@@ -778,7 +951,10 @@ impl Classifier {
                 continue;
             }
             if mixed_script(label) {
-                return Some(Lure::Lookalike { target: None, how: "mixed scripts" });
+                return Some(Lure::Lookalike {
+                    target: None,
+                    how: "mixed scripts",
+                });
             }
             // The TLD is never compared.
             if i + 1 == n {
@@ -793,8 +969,16 @@ impl Classifier {
                 }
                 // One-edit typos only in the registrable label: brand-like words in
                 // subdomains ("offices.example.com") are too common.
-                if sk == *psk || (Some(i) == registrable && first.chars().count() >= 6 && label.is_ascii() && damerau_1(&sk, psk)) {
-                    return Some(Lure::Lookalike { target: Some(domain.clone()), how: "lookalike" });
+                if sk == *psk
+                    || (Some(i) == registrable
+                        && first.chars().count() >= 6
+                        && label.is_ascii()
+                        && damerau_1(&sk, psk))
+                {
+                    return Some(Lure::Lookalike {
+                        target: Some(domain.clone()),
+                        how: "lookalike",
+                    });
                 }
             }
         }
@@ -811,7 +995,13 @@ fn registrable_index(labels: &[&str]) -> Option<usize> {
         return None;
     }
     let sld = labels[n - 2];
-    if n >= 3 && labels[n - 1].len() == 2 && matches!(sld, "co" | "com" | "net" | "org" | "gov" | "ac" | "edu" | "ne" | "or" | "go") {
+    if n >= 3
+        && labels[n - 1].len() == 2
+        && matches!(
+            sld,
+            "co" | "com" | "net" | "org" | "gov" | "ac" | "edu" | "ne" | "or" | "go"
+        )
+    {
         return Some(n - 3);
     }
     Some(n - 2)
@@ -833,7 +1023,11 @@ enum Script {
 fn script(c: char) -> Script {
     match c {
         '0'..='9' | '-' | '_' => Script::Common,
-        'a'..='z' | 'A'..='Z' | '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}' | '\u{FF41}'..='\u{FF5A}' => Script::Latin,
+        'a'..='z'
+        | 'A'..='Z'
+        | '\u{00C0}'..='\u{024F}'
+        | '\u{1E00}'..='\u{1EFF}'
+        | '\u{FF41}'..='\u{FF5A}' => Script::Latin,
         '\u{0400}'..='\u{052F}' => Script::Cyrillic,
         '\u{0370}'..='\u{03FF}' => Script::Greek,
         _ if c.is_ascii() => Script::Common,
@@ -866,7 +1060,9 @@ fn confusable(c: char) -> Option<char> {
     Some(match c {
         // Digits used as letters.
         '0' => 'o',
-        '1' | 'i' | '|' | 'ı' | 'ì' | 'í' | 'î' | 'ï' | 'ī' | 'į' | 'ł' | 'ӏ' | 'і' | 'ї' | 'ι' => 'l',
+        '1' | 'i' | '|' | 'ı' | 'ì' | 'í' | 'î' | 'ï' | 'ī' | 'į' | 'ł' | 'ӏ' | 'і' | 'ї' | 'ι' => {
+            'l'
+        }
         '3' => 'e',
         '5' => 's',
         // Cyrillic.
@@ -894,7 +1090,9 @@ fn confusable(c: char) -> Option<char> {
         'в' => 'b',
         'м' => 'm',
         '\u{FF41}'..='\u{FF5A}' => char::from_u32(c as u32 - 0xFF41 + 'a' as u32)?,
-        '\u{FF10}'..='\u{FF19}' => return confusable(char::from_u32(c as u32 - 0xFF10 + '0' as u32)?),
+        '\u{FF10}'..='\u{FF19}' => {
+            return confusable(char::from_u32(c as u32 - 0xFF10 + '0' as u32)?);
+        }
         _ => return None,
     })
 }
@@ -909,12 +1107,22 @@ pub fn skeleton(label: &str) -> String {
         }
         s.push(confusable(c).unwrap_or(c));
     }
-    s.replace("rn", "m").replace("vv", "w")
+    if s.contains("rn") {
+        s = s.replace("rn", "m");
+    }
+    if s.contains("vv") {
+        s = s.replace("vv", "w");
+    }
+    s
 }
 
 /// True if `a` and `b` differ by exactly one edit (insertion, deletion, substitution or
 /// transposition of adjacent characters).
 fn damerau_1(a: &str, b: &str) -> bool {
+    // Cheap length check before collecting characters.
+    if a.len().abs_diff(b.len()) > 4 {
+        return false;
+    }
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     if a == b {
@@ -926,13 +1134,21 @@ fn damerau_1(a: &str, b: &str) -> bool {
     }
     let pre = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
     if la == lb {
-        let suf = a.iter().rev().zip(b.iter().rev()).take_while(|(x, y)| x == y).count();
+        let suf = a
+            .iter()
+            .rev()
+            .zip(b.iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count();
         // substitution
         if pre + suf + 1 >= la {
             return true;
         }
         // transposition
-        pre + 2 <= la && a[pre] == b[pre + 1] && a[pre + 1] == b[pre] && a[pre + 2..] == b[pre + 2..]
+        pre + 2 <= la
+            && a[pre] == b[pre + 1]
+            && a[pre + 1] == b[pre]
+            && a[pre + 2..] == b[pre + 2..]
     } else {
         let (long, short) = if la > lb { (&a, &b) } else { (&b, &a) };
         long[pre + 1..] == short[pre..]

@@ -43,7 +43,11 @@ fn start(clamd: &Path) -> Clamd {
     for f in ["custom.ndb", "custom.hdb"] {
         std::fs::copy(sigs.join(f), db.join(f)).unwrap();
     }
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let sock = dir.path().join("clamd.sock");
     let conf = dir.path().join("clamd.conf");
     std::fs::write(
@@ -56,8 +60,20 @@ fn start(clamd: &Path) -> Clamd {
         ),
     )
     .unwrap();
-    let child = Command::new(clamd).arg("-c").arg(&conf).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    Clamd { child, tcp: format!("tcp:127.0.0.1:{port}"), unix: format!("unix:{}", sock.display()), _dir: dir }
+    let child = Command::new(clamd)
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Clamd {
+        child,
+        tcp: format!("tcp:127.0.0.1:{port}"),
+        unix: format!("unix:{}", sock.display()),
+        _dir: dir,
+    }
 }
 
 async fn wait_ready(s: &ClamdScanner, c: &mut Clamd) {
@@ -70,7 +86,10 @@ async fn wait_ready(s: &ClamdScanner, c: &mut Clamd) {
             let log = std::fs::read_to_string(c._dir.path().join("clamd.log")).unwrap_or_default();
             panic!("clamd exited ({status}): {log}");
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "clamd did not come up");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "clamd did not come up"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -78,19 +97,34 @@ async fn wait_ready(s: &ClamdScanner, c: &mut Clamd) {
 #[tokio::test]
 async fn clamd_instream() {
     let Some(bin) = find_clamd() else {
-        println!("SKIPPED clamd_instream: clamd is not installed (apt-get install clamav-daemon clamav)");
+        println!(
+            "SKIPPED clamd_instream: clamd is not installed (apt-get install clamav-daemon clamav)"
+        );
         return;
     };
     let mut c = start(&bin);
-    let tcp = ClamdScanner::new(&c.tcp).unwrap().with_io_timeout(Duration::from_secs(5));
+    let tcp = ClamdScanner::new(&c.tcp)
+        .unwrap()
+        .with_io_timeout(Duration::from_secs(5));
     wait_ready(&tcp, &mut c).await;
     let unix = ClamdScanner::new(&c.unix).unwrap();
 
     for s in [&tcp, &unix] {
-        assert_eq!(s.scan(b"hello, just a normal chat message").await.unwrap(), None);
-        let sig = s.scan(EICAR.as_bytes()).await.unwrap().expect("EICAR detected");
+        assert_eq!(
+            s.scan(b"hello, just a normal chat message").await.unwrap(),
+            None
+        );
+        let sig = s
+            .scan(EICAR.as_bytes())
+            .await
+            .unwrap()
+            .expect("EICAR detected");
         assert!(sig.contains("EICAR"), "{sig}");
-        let sig = s.scan(format!("chat text around {MARKER} and more").as_bytes()).await.unwrap().expect("marker detected");
+        let sig = s
+            .scan(format!("chat text around {MARKER} and more").as_bytes())
+            .await
+            .unwrap()
+            .expect("marker detected");
         assert!(sig.contains("MarkerString"), "{sig}");
         assert_eq!(s.scan(b"").await.unwrap(), None);
     }
@@ -103,19 +137,43 @@ async fn clamd_instream() {
     // Over StreamMaxLength: clamd answers with an error and closes; never "clean".
     let big = vec![b'b'; 3 << 20];
     match tcp.scan(&big).await {
-        Err(GuardError::Engine(e)) => assert!(e.contains("size limit") || e.contains("clamd"), "{e}"),
+        Err(GuardError::Engine(e)) => {
+            assert!(e.contains("size limit") || e.contains("clamd"), "{e}")
+        }
         other => panic!("expected an engine error, got {other:?}"),
     }
 
     // Through the guard: files and message text.
-    let g = Guard::new(GuardConfig::default(), vec![Arc::new(tcp)], BlocklistSet::new());
-    let v = g.scan_file("eicar.com.txt", EICAR.as_bytes()).await.unwrap();
-    let Verdict::Block(f) = v else { panic!("{v:?}") };
+    let g = Guard::new(
+        GuardConfig::default(),
+        vec![Arc::new(tcp)],
+        BlocklistSet::new(),
+    );
+    let v = g
+        .scan_file("eicar.com.txt", EICAR.as_bytes())
+        .await
+        .unwrap();
+    let Verdict::Block(f) = v else {
+        panic!("{v:?}")
+    };
     assert!(f.evidence.signature.unwrap().starts_with("clamd:"));
-    assert_eq!(g.scan_file("report.txt", b"quarterly numbers").await.unwrap(), Verdict::Allow);
+    assert_eq!(
+        g.scan_file("report.txt", b"quarterly numbers")
+            .await
+            .unwrap(),
+        Verdict::Allow
+    );
 
     // A dead daemon is an error (fail closed), not "clean".
     drop(c);
-    let dead = ClamdScanner::new(&format!("tcp:127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())).unwrap();
+    let dead = ClamdScanner::new(&format!(
+        "tcp:127.0.0.1:{}",
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    ))
+    .unwrap();
     assert!(dead.scan(b"x").await.is_err());
 }

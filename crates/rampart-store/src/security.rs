@@ -41,7 +41,8 @@ pub trait SecurityStore: Send + Sync {
     /// Events at or after `since_ms` (all if `None`), newest first, at most `limit`.
     async fn events(&self, since_ms: Option<i64>, limit: usize) -> Result<Vec<SecurityEvent>>;
     /// Quarantine an account; `false` if it already was (the first rule and reason stay).
-    async fn quarantine(&self, account: &str, rule: &str, reason: &str, at_ms: i64) -> Result<bool>;
+    async fn quarantine(&self, account: &str, rule: &str, reason: &str, at_ms: i64)
+    -> Result<bool>;
     /// Release an account; `false` if it was not quarantined.
     async fn release(&self, account: &str) -> Result<bool>;
     /// All quarantined accounts, sorted by account.

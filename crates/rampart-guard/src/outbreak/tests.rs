@@ -3,7 +3,12 @@
 use super::*;
 
 fn params(max_tracked: usize) -> Params {
-    let rp = |threshold, window_ms| RuleParams { enabled: true, threshold, window_ms, action: Action::Quarantine };
+    let rp = |threshold, window_ms| RuleParams {
+        enabled: true,
+        threshold,
+        window_ms,
+        action: Action::Quarantine,
+    };
     Params {
         blast: rp(5, 600_000),
         auto_reply: rp(3, 600_000),
@@ -16,11 +21,25 @@ fn params(max_tracked: usize) -> Params {
 }
 
 fn url_key(s: &str) -> PayloadKey {
-    PayloadKey { kind: KeyKind::Url, hash: crate::fingerprint::hash_bytes(1, s.as_bytes()), label: Arc::from(s) }
+    PayloadKey {
+        kind: KeyKind::Url,
+        hash: crate::fingerprint::hash_bytes(1, s.as_bytes()),
+        label: Arc::from(s),
+    }
 }
 
 fn obs<'a>(from: &'a str, to: &'a str, keys: &'a [PayloadKey], at_ms: i64) -> Observation<'a> {
-    Observation { from, to, room: None, at_ms, keys, text: None, machine_like: false, has_content: true, delivered: true }
+    Observation {
+        from,
+        to,
+        room: None,
+        at_ms,
+        keys,
+        text: None,
+        machine_like: false,
+        has_content: true,
+        delivered: true,
+    }
 }
 
 #[test]
@@ -32,7 +51,10 @@ fn blast_counts_distinct_recipients() {
         assert!(o.observe(&obs("m", "r0", &k, i)).is_none());
     }
     for i in 1..4 {
-        assert!(o.observe(&obs("m", &format!("r{i}"), &k, 100 + i)).is_none());
+        assert!(
+            o.observe(&obs("m", &format!("r{i}"), &k, 100 + i))
+                .is_none()
+        );
     }
     let d = o.observe(&obs("m", "r4", &k, 200)).expect("fires at 5");
     assert_eq!(d.rule, Rule::Blast);
@@ -77,5 +99,8 @@ fn blocked_messages_do_not_infect_recipients() {
     blocked.delivered = false;
     assert!(o.observe(&blocked).is_none());
     assert!(o.observe(&obs("b", "c", &k, 10)).is_none());
-    assert!(o.observe(&obs("c", "d", &k, 20)).is_none(), "b never received it: only c is a relay");
+    assert!(
+        o.observe(&obs("c", "d", &k, 20)).is_none(),
+        "b never received it: only c is a relay"
+    );
 }

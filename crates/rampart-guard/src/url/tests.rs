@@ -14,9 +14,18 @@ fn key(s: &str) -> String {
 
 #[test]
 fn extraction_schemes_case_and_www() {
-    assert_eq!(ex("see https://example.org/a and HTTP://Example.ORG/B"), ["https://example.org/a", "HTTP://Example.ORG/B"]);
-    assert_eq!(ex("ftp://files.example/x.zip"), ["ftp://files.example/x.zip"]);
-    assert_eq!(ex("go to www.example.com/path now"), ["www.example.com/path"]);
+    assert_eq!(
+        ex("see https://example.org/a and HTTP://Example.ORG/B"),
+        ["https://example.org/a", "HTTP://Example.ORG/B"]
+    );
+    assert_eq!(
+        ex("ftp://files.example/x.zip"),
+        ["ftp://files.example/x.zip"]
+    );
+    assert_eq!(
+        ex("go to www.example.com/path now"),
+        ["www.example.com/path"]
+    );
     assert_eq!(ex("WWW.Example.com"), ["WWW.Example.com"]);
     assert_eq!(ex("seehttp://glued.example/x"), ["http://glued.example/x"]);
     assert!(ex("no links: a:b, mailto:x@y, awww. wwwx, http://, www.").is_empty());
@@ -28,12 +37,24 @@ fn extraction_schemes_case_and_www() {
 fn extraction_trailing_punctuation_and_brackets() {
     assert_eq!(ex("look: http://x.example/a."), ["http://x.example/a"]);
     assert_eq!(ex("(see http://x.example/a)"), ["http://x.example/a"]);
-    assert_eq!(ex("http://en.wikipedia.org/wiki/Foo_(bar))."), ["http://en.wikipedia.org/wiki/Foo_(bar)"]);
-    assert_eq!(ex("\"http://x.example/q?a=1\", ok?!"), ["http://x.example/q?a=1"]);
+    assert_eq!(
+        ex("http://en.wikipedia.org/wiki/Foo_(bar))."),
+        ["http://en.wikipedia.org/wiki/Foo_(bar)"]
+    );
+    assert_eq!(
+        ex("\"http://x.example/q?a=1\", ok?!"),
+        ["http://x.example/q?a=1"]
+    );
     assert_eq!(ex("<http://x.example/a>"), ["http://x.example/a"]);
     assert_eq!(ex("http://x.example/a…"), ["http://x.example/a"]);
-    assert_eq!(ex("two:http://a.example,http://b.example"), ["http://a.example,http://b.example"]);
-    assert_eq!(ex("日本語http://x.example/パス。次"), ["http://x.example/パス"]);
+    assert_eq!(
+        ex("two:http://a.example,http://b.example"),
+        ["http://a.example,http://b.example"]
+    );
+    assert_eq!(
+        ex("日本語http://x.example/パス。次"),
+        ["http://x.example/パス"]
+    );
 }
 
 #[test]
@@ -42,9 +63,18 @@ fn normalization() {
     assert_eq!(key("https://example.com:443/a/"), "example.com/a");
     assert_eq!(key("http://example.com:8080/a"), "example.com:8080/a");
     assert_eq!(key("http://example.com/a/./b/../c//d"), "example.com/a/c/d");
-    assert_eq!(key("http://example.com/%7euser/%41%2f%2F"), "example.com/~user/A%2F%2F");
-    assert_eq!(key("http://example.com/a?utm_source=x&id=5&fbclid=abc&UTM_medium=y"), "example.com/a?id=5");
-    assert_eq!(key("http://example.com/a?utm_source=x#frag"), "example.com/a");
+    assert_eq!(
+        key("http://example.com/%7euser/%41%2f%2F"),
+        "example.com/~user/A%2F%2F"
+    );
+    assert_eq!(
+        key("http://example.com/a?utm_source=x&id=5&fbclid=abc&UTM_medium=y"),
+        "example.com/a?id=5"
+    );
+    assert_eq!(
+        key("http://example.com/a?utm_source=x#frag"),
+        "example.com/a"
+    );
     assert_eq!(key("www.example.com/x"), "www.example.com/x");
     assert_eq!(key("http://user:pw@Example.com./x"), "example.com/x");
     assert_eq!(key("http://example.com\\evil\\x"), "example.com/evil/x");
@@ -55,9 +85,28 @@ fn normalization() {
         "http://files.example.net/Docs/./Report.pdf",
         "files.example.net/Docs/Report.pdf",
     ];
-    let keys: Vec<String> = forms.iter().map(|f| Url::parse(f).map(|u| u.key()).unwrap_or_else(|| key(&format!("http://{f}")))).collect();
-    assert!(keys.iter().all(|k| k == "files.example.net/Docs/Report.pdf"), "{keys:?}");
-    for bad in ["http://", "http:///x", "http://exa mple.com", "http://[::1/", "http://x:99999/", "notaurl", "http://a@/"] {
+    let keys: Vec<String> = forms
+        .iter()
+        .map(|f| {
+            Url::parse(f)
+                .map(|u| u.key())
+                .unwrap_or_else(|| key(&format!("http://{f}")))
+        })
+        .collect();
+    assert!(
+        keys.iter()
+            .all(|k| k == "files.example.net/Docs/Report.pdf"),
+        "{keys:?}"
+    );
+    for bad in [
+        "http://",
+        "http:///x",
+        "http://exa mple.com",
+        "http://[::1/",
+        "http://x:99999/",
+        "notaurl",
+        "http://a@/",
+    ] {
         assert!(Url::parse(bad).is_none(), "{bad}");
     }
 }
@@ -81,12 +130,27 @@ fn ip_encodings() {
     assert_eq!(v4("http://192.11010305/"), (target, true));
     assert_eq!(v4("http://127.1/").0, Ipv4Addr::new(127, 0, 0, 1));
     assert_eq!(v4("http://%31%39%32.168.1.1/").0, target);
-    assert!(matches!(Url::parse("http://[2001:db8::1]:8080/x").unwrap().host, Host::Ipv6(_)));
-    assert!(matches!(Url::parse("http://[fe80::1%25eth0]/").unwrap().host, Host::Ipv6(_)));
+    assert!(matches!(
+        Url::parse("http://[2001:db8::1]:8080/x").unwrap().host,
+        Host::Ipv6(_)
+    ));
+    assert!(matches!(
+        Url::parse("http://[fe80::1%25eth0]/").unwrap().host,
+        Host::Ipv6(_)
+    ));
     // Not IPv4: out of range, or a name with numbers.
-    assert!(matches!(Url::parse("http://256.256.256.256/").unwrap().host, Host::Domain(_)));
-    assert!(matches!(Url::parse("http://1.2.3.example/").unwrap().host, Host::Domain(_)));
-    assert!(matches!(Url::parse("http://4294967296/").unwrap().host, Host::Domain(_)));
+    assert!(matches!(
+        Url::parse("http://256.256.256.256/").unwrap().host,
+        Host::Domain(_)
+    ));
+    assert!(matches!(
+        Url::parse("http://1.2.3.example/").unwrap().host,
+        Host::Domain(_)
+    ));
+    assert!(matches!(
+        Url::parse("http://4294967296/").unwrap().host,
+        Host::Domain(_)
+    ));
 }
 
 #[test]
@@ -98,8 +162,15 @@ fn punycode() {
     assert!(punycode_decode("ü").is_none());
     let u = Url::parse("http://xn--80ak6aa92e.com/").unwrap();
     assert_eq!(u.domain(), Some("аррӏе.com"));
-    assert!(Url::parse("http://xn--zz$.com/").is_none() || Url::parse("http://xn--zzz9999999999.com/").is_some());
-    assert!(Url::parse("http://xn--99999999999999.com/").unwrap().bad_punycode);
+    assert!(
+        Url::parse("http://xn--zz$.com/").is_none()
+            || Url::parse("http://xn--zzz9999999999.com/").is_some()
+    );
+    assert!(
+        Url::parse("http://xn--99999999999999.com/")
+            .unwrap()
+            .bad_punycode
+    );
 }
 
 fn classifier() -> Classifier {
@@ -147,7 +218,10 @@ fn executables() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(classify("http://x.example/a.scr").unwrap().reason(), "blocked: link to an executable file (.scr)");
+    assert_eq!(
+        classify("http://x.example/a.scr").unwrap().reason(),
+        "blocked: link to an executable file (.scr)"
+    );
     for u in [
         "http://x.example/report.pdf",
         "http://x.example/archive.zip",
@@ -203,7 +277,10 @@ fn lookalikes() {
     ] {
         assert_eq!(rule(u), Some("lure.lookalike"), "{u}");
     }
-    assert_eq!(classify("http://rnicrosoft.com/").unwrap().reason(), "blocked: link to a site imitating microsoft.com");
+    assert_eq!(
+        classify("http://rnicrosoft.com/").unwrap().reason(),
+        "blocked: link to a site imitating microsoft.com"
+    );
     for u in [
         "https://microsoft.com/",
         "https://login.microsoftonline.com/x",

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 
 use super::{SqliteStore, backend};
-use crate::security::{Quarantined, SecurityEvent, SecurityStore};
 use crate::Result;
+use crate::security::{Quarantined, SecurityEvent, SecurityStore};
 
 #[async_trait]
 impl SecurityStore for SqliteStore {
@@ -38,19 +38,27 @@ impl SecurityStore for SqliteStore {
         .map_err(backend)?;
         Ok(rows
             .into_iter()
-            .map(|(id, at_ms, account, rule, action, reason, evidence_json)| SecurityEvent {
-                id,
-                at_ms,
-                account,
-                rule,
-                action,
-                reason,
-                evidence_json,
-            })
+            .map(
+                |(id, at_ms, account, rule, action, reason, evidence_json)| SecurityEvent {
+                    id,
+                    at_ms,
+                    account,
+                    rule,
+                    action,
+                    reason,
+                    evidence_json,
+                },
+            )
             .collect())
     }
 
-    async fn quarantine(&self, account: &str, rule: &str, reason: &str, at_ms: i64) -> Result<bool> {
+    async fn quarantine(
+        &self,
+        account: &str,
+        rule: &str,
+        reason: &str,
+        at_ms: i64,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "INSERT INTO quarantine (account, rule, reason, since_ms) VALUES (?, ?, ?, ?)
              ON CONFLICT (account) DO NOTHING",
@@ -82,11 +90,12 @@ impl SecurityStore for SqliteStore {
     }
 
     async fn is_quarantined(&self, account: &str) -> Result<bool> {
-        let (yes,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM quarantine WHERE account = ?)")
-            .bind(account)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?;
+        let (yes,): (bool,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM quarantine WHERE account = ?)")
+                .bind(account)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?;
         Ok(yes)
     }
 }
@@ -111,13 +120,28 @@ mod tests {
     async fn event_log() {
         let s = SqliteStore::open_in_memory().await.unwrap();
         assert!(s.events(None, 10).await.unwrap().is_empty());
-        let a = s.record_event(&ev(1000, "m@corp.example", "block")).await.unwrap();
-        let b = s.record_event(&ev(2000, "m@corp.example", "quarantine")).await.unwrap();
-        let c = s.record_event(&ev(2000, "ops@corp.example", "release")).await.unwrap();
+        let a = s
+            .record_event(&ev(1000, "m@corp.example", "block"))
+            .await
+            .unwrap();
+        let b = s
+            .record_event(&ev(2000, "m@corp.example", "quarantine"))
+            .await
+            .unwrap();
+        let c = s
+            .record_event(&ev(2000, "ops@corp.example", "release"))
+            .await
+            .unwrap();
         assert!(a < b && b < c);
         let all = s.events(None, 10).await.unwrap();
         assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), [c, b, a]);
-        assert_eq!(all[2], SecurityEvent { id: a, ..ev(1000, "m@corp.example", "block") });
+        assert_eq!(
+            all[2],
+            SecurityEvent {
+                id: a,
+                ..ev(1000, "m@corp.example", "block")
+            }
+        );
         assert_eq!(s.events(Some(1500), 10).await.unwrap().len(), 2);
         assert_eq!(s.events(None, 1).await.unwrap()[0].id, c);
         assert!(s.events(None, 0).await.unwrap().is_empty());
@@ -128,15 +152,37 @@ mod tests {
     async fn quarantine_lifecycle() {
         let s = SqliteStore::open_in_memory().await.unwrap();
         assert!(!s.is_quarantined("m@corp.example").await.unwrap());
-        assert!(s.quarantine("m@corp.example", "outbreak.blast", "blast", 10).await.unwrap());
-        assert!(!s.quarantine("m@corp.example", "outbreak.epidemic", "later", 20).await.unwrap());
-        assert!(s.quarantine("bot@remote.example", "outbreak.room_bots", "bots", 30).await.unwrap());
+        assert!(
+            s.quarantine("m@corp.example", "outbreak.blast", "blast", 10)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.quarantine("m@corp.example", "outbreak.epidemic", "later", 20)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.quarantine("bot@remote.example", "outbreak.room_bots", "bots", 30)
+                .await
+                .unwrap()
+        );
         assert!(s.is_quarantined("m@corp.example").await.unwrap());
         assert_eq!(
             s.quarantined().await.unwrap(),
             [
-                ("bot@remote.example".into(), "outbreak.room_bots".into(), "bots".into(), 30),
-                ("m@corp.example".into(), "outbreak.blast".into(), "blast".into(), 10),
+                (
+                    "bot@remote.example".into(),
+                    "outbreak.room_bots".into(),
+                    "bots".into(),
+                    30
+                ),
+                (
+                    "m@corp.example".into(),
+                    "outbreak.blast".into(),
+                    "blast".into(),
+                    10
+                ),
             ]
         );
         assert!(s.release("m@corp.example").await.unwrap());
@@ -150,8 +196,12 @@ mod tests {
         let path = dir.path().join("r.db");
         {
             let s = SqliteStore::open(&path).await.unwrap();
-            s.quarantine("m@corp.example", "signature", "eicar", 1).await.unwrap();
-            s.record_event(&ev(5, "m@corp.example", "quarantine")).await.unwrap();
+            s.quarantine("m@corp.example", "signature", "eicar", 1)
+                .await
+                .unwrap();
+            s.record_event(&ev(5, "m@corp.example", "quarantine"))
+                .await
+                .unwrap();
             s.close().await;
         }
         let s = SqliteStore::open(&path).await.unwrap();
