@@ -85,6 +85,7 @@ fn default_handlers() -> Vec<(&'static str, Arc<dyn IqHandler>)> {
         (ns::LAST, Arc::new(modules::last::LastHandler::new())),
         (ns::BLOCKING, Arc::new(modules::blocking::BlockingHandler::default())),
         (modules::mam::NS_MAM, Arc::new(modules::mam::MamHandler)),
+        (ns::CARBONS, Arc::new(modules::carbons::CarbonsHandler)),
     ]
 }
 
@@ -353,6 +354,14 @@ impl Router {
                     return;
                 }
             }
+        }
+        if inspect
+            && let Some(from) = from.as_ref().filter(|f| f.is_full() && self.is_local(f))
+        {
+            modules::carbons::copy_sent(self, from, None, &el);
+        }
+        if !offline && !targets.is_empty() {
+            modules::carbons::copy_received(self, &bare, &targets, &el);
         }
         if offline {
             offline::store(self, to, el).await;

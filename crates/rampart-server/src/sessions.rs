@@ -34,6 +34,8 @@ pub struct Resource {
     pub presence: Option<Element>,
     /// Requested the roster (RFC 6121 §2.1.6 "interested resource").
     pub interested: bool,
+    /// Enabled XEP-0280 message carbons.
+    pub carbons: bool,
 }
 
 impl Resource {
@@ -61,7 +63,7 @@ impl Sessions {
         let mut map = self.by_bare.write().unwrap_or_else(|e| e.into_inner());
         let list = map.entry(jid.bare_str().to_owned()).or_default();
         let old = list.iter().position(|r| r.jid == jid).map(|i| list.remove(i));
-        list.push(Resource { id, jid, tx, priority: None, presence: None, interested: false });
+        list.push(Resource { id, jid, tx, priority: None, presence: None, interested: false, carbons: false });
         old
     }
 
@@ -132,6 +134,14 @@ impl Sessions {
         let mut map = self.by_bare.write().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = map.get_mut(jid.bare_str()).and_then(|l| l.iter_mut().find(|r| r.id == id)) {
             r.interested = true;
+        }
+    }
+
+    /// Switch XEP-0280 carbons on or off for a session.
+    pub fn set_carbons(&self, id: SessionId, jid: &Jid, on: bool) {
+        let mut map = self.by_bare.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = map.get_mut(jid.bare_str()).and_then(|l| l.iter_mut().find(|r| r.id == id)) {
+            r.carbons = on;
         }
     }
 

@@ -3,6 +3,7 @@
 //! storage are called by the router at their stage of the data path.
 
 pub mod blocking;
+pub mod carbons;
 pub mod disco;
 pub mod last;
 pub mod mam;
