@@ -217,7 +217,7 @@ done
 
 {
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB"
-  echo "versions: rampart $(git -C "$ROOT" rev-parse --short HEAD), $(prosodyctl about 2>/dev/null | grep -m1 -i '^prosody' || echo prosody), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null)"
+  echo "versions: rampart $RAMPART ($(git -C "$ROOT" rev-parse --short HEAD) checked out), $(prosodyctl about 2>/dev/null | grep -m1 -i '^prosody' || echo prosody), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null)"
   echo "settings: DURATION=$DURATION PAIRS=$PAIRS WINDOW=$WINDOW RATE=$RATE IDLE=$IDLE LOGIN_WORKERS=$LOGIN_WORKERS USERS=$USERS"
   python3 "$ROOT/bench/table.py" "$RES" "${names[@]}"
 } | tee "$RES/table.md"

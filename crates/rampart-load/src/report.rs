@@ -169,6 +169,7 @@ pub fn usage_json(u: &Usage) -> J {
         ("generator_cpu_s", J::opt_num(u.generator_cpu_secs)),
         ("generator_cores", J::opt_num(u.generator_cores())),
         ("machine_busy", J::opt_num(u.machine_busy)),
+        ("loadavg_1m", J::opt_num(u.loadavg)),
     ])
 }
 
@@ -193,6 +194,9 @@ pub fn usage_human(u: &Usage, cores: usize) -> Vec<String> {
         let mut l = format!("generator CPU {:.0}% of one core", g * 100.0);
         if let Some(m) = u.machine_busy {
             let _ = write!(l, "; machine {:.0}% busy on {cores} cores", m * 100.0);
+        }
+        if let Some(la) = u.loadavg {
+            let _ = write!(l, ", load average {la:.1}");
         }
         out.push(l);
         if u.machine_busy.is_some_and(|m| m >= 0.9) {
@@ -305,6 +309,7 @@ mod tests {
             server_rss_end_kib: Some(2048),
             generator_cpu_secs: Some(10.5),
             machine_busy: Some(0.98),
+            loadavg: Some(6.5),
         };
         let l = usage_human(&u, 2);
         assert_eq!(
@@ -313,7 +318,7 @@ mod tests {
         );
         assert_eq!(
             l[1],
-            "generator CPU 105% of one core; machine 98% busy on 2 cores"
+            "generator CPU 105% of one core; machine 98% busy on 2 cores, load average 6.5"
         );
         assert!(l[2].contains("saturated"));
         let idle = Usage {

@@ -170,6 +170,17 @@ pub fn sample_process(pid: &str) -> Option<ProcSample> {
     })
 }
 
+/// The 1-minute load average from `/proc/loadavg` (other processes competing for the cores
+/// show here).
+pub fn parse_loadavg(s: &str) -> Option<f64> {
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// The 1-minute load average now.
+pub fn sample_loadavg() -> Option<f64> {
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
 /// Machine-wide busy/total jiffies now.
 pub fn sample_machine() -> Option<(u64, u64)> {
     parse_machine_jiffies(&std::fs::read_to_string("/proc/stat").ok()?)
@@ -181,6 +192,7 @@ pub struct Snapshot {
     pub server: Option<ProcSample>,
     pub generator: Option<ProcSample>,
     pub machine: Option<(u64, u64)>,
+    pub loadavg: Option<f64>,
 }
 
 impl Snapshot {
@@ -189,6 +201,7 @@ impl Snapshot {
             server: server_pid.and_then(|p| sample_process(&p.to_string())),
             generator: sample_process("self"),
             machine: sample_machine(),
+            loadavg: sample_loadavg(),
         }
     }
 }
@@ -203,6 +216,8 @@ pub struct Usage {
     pub generator_cpu_secs: Option<f64>,
     /// Share of all cores busy on the machine (0..1).
     pub machine_busy: Option<f64>,
+    /// 1-minute load average at the end.
+    pub loadavg: Option<f64>,
 }
 
 impl Usage {
@@ -223,6 +238,7 @@ impl Usage {
             server_rss_end_kib: b.server.map(|s| s.rss_kib),
             generator_cpu_secs: cpu(a.generator, b.generator),
             machine_busy,
+            loadavg: b.loadavg,
         }
     }
 
@@ -332,6 +348,8 @@ mod tests {
         assert_eq!(parse_machine_jiffies(a), Some((200, 1000)));
         assert_eq!(parse_machine_jiffies(b), Some((400, 1300)));
         assert_eq!(parse_machine_jiffies("intr 1 2 3"), None);
+        assert_eq!(parse_loadavg("7.06 5.65 4.28 3/612 30210\n"), Some(7.06));
+        assert_eq!(parse_loadavg(""), None);
         let s0 = Snapshot {
             server: Some(ProcSample {
                 cpu_secs: 1.0,
@@ -342,6 +360,7 @@ mod tests {
                 rss_kib: 1,
             }),
             machine: parse_machine_jiffies(a),
+            loadavg: None,
         };
         let s1 = Snapshot {
             server: Some(ProcSample {
@@ -353,12 +372,14 @@ mod tests {
                 rss_kib: 1,
             }),
             machine: parse_machine_jiffies(b),
+            loadavg: Some(6.5),
         };
         let u = Usage::between(&s0, &s1, 2.0);
         assert_eq!(u.server_cpu_secs, Some(2.0));
         assert_eq!(u.server_cores(), Some(1.0));
         assert!((u.generator_cores().unwrap() - 0.45).abs() < 1e-9);
         assert_eq!(u.rss_delta_kib(), Some(20_480));
+        assert_eq!(u.loadavg, Some(6.5));
         assert!((u.machine_busy.unwrap() - 200.0 / 300.0).abs() < 1e-9);
         // No server pid: no server numbers, the rest still works.
         let u = Usage::between(&Snapshot::default(), &s1, 1.0);

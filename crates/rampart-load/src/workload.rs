@@ -339,16 +339,28 @@ struct SenderOut {
     error: Option<String>,
 }
 
-async fn sender(
-    mut w: WriteHalf<Tls>,
+/// What one sender needs besides its connection.
+struct SenderCfg {
+    /// The receiver's full JID.
     to: String,
     pair: Arc<PairState>,
-    opts_offered: Offered,
+    offered: Offered,
     pace: Pacer,
     body_len: usize,
     run: u32,
     stop: Arc<AtomicBool>,
-) -> (WriteHalf<Tls>, SenderOut) {
+}
+
+async fn sender(mut w: WriteHalf<Tls>, cfg: SenderCfg) -> (WriteHalf<Tls>, SenderOut) {
+    let SenderCfg {
+        to,
+        pair,
+        offered: opts_offered,
+        mut pace,
+        body_len,
+        run,
+        stop,
+    } = cfg;
     let mut out = SenderOut {
         sent: 0,
         lag: Latency::new(),
@@ -356,7 +368,6 @@ async fn sender(
     };
     let mut buf = Vec::with_capacity(64 * 1024);
     let start_ns = now_ns();
-    let mut pace = pace;
     while !stop.load(Ordering::Relaxed) {
         let n = match opts_offered {
             Offered::FlatOut { window } => {
@@ -458,13 +469,15 @@ pub async fn pairs(env: &Env, o: &PairsOpts) -> Report {
         senders.push((
             tokio::spawn(sender(
                 writer,
-                to,
-                pair,
-                o.offered,
-                Pacer::new(per_pair_rate, offset),
-                o.body_len,
-                env.run,
-                stop_send.clone(),
+                SenderCfg {
+                    to,
+                    pair,
+                    offered: o.offered,
+                    pace: Pacer::new(per_pair_rate, offset),
+                    body_len: o.body_len,
+                    run: env.run,
+                    stop: stop_send.clone(),
+                },
             )),
             reader,
             jid,
