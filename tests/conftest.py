@@ -2,7 +2,9 @@
 
 * ``server`` (module scope): a running Rampart server with its own config and
   data directory.  A test module can set ``RAMPART_LIMITS = {...}`` (the
-  ``[limits]`` table) to get a server configured for it.
+  ``[limits]`` table) to get a server configured for it, and
+  ``RAMPART_GUARD = {...}`` for the ``[guard]`` table (nested dicts become
+  sub-tables, e.g. ``{"blast": {"threshold": 5}}`` -> ``[guard.blast]``).
 * ``clients``: a factory for logged-in slixmpp clients that are all shut
   down after the test.
 * On failure, the part of the server log written during the test is added to
@@ -57,7 +59,8 @@ def _module_workdir(request) -> Path:
 def server(request):
     """A Rampart server for this test module."""
     limits = getattr(request.module, "RAMPART_LIMITS", {})
-    srv = RampartServer(_module_workdir(request), limits=limits)
+    guard = getattr(request.module, "RAMPART_GUARD", None)
+    srv = RampartServer(_module_workdir(request), limits=limits, guard=guard)
     try:
         srv.start()
     except FileNotFoundError as e:

@@ -133,7 +133,19 @@ def toml_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def toml_table(name: str, table: dict) -> list[str]:
+    """Lines of a TOML table; nested dicts become sub-tables ``[name.key]``."""
+    lines = [f"[{name}]"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    for k, v in table.items():
+        if isinstance(v, dict):
+            lines += ["", *toml_table(f"{name}.{k}", v)]
+    return lines
 
 
 _user_counter = itertools.count(1)
@@ -156,7 +168,8 @@ class ServerDied(AssertionError):
 class RampartServer:
     """One Rampart server process with its own config and data directory."""
 
-    def __init__(self, workdir: Path, limits: dict | None = None, extra_toml: str = ""):
+    def __init__(self, workdir: Path, limits: dict | None = None, extra_toml: str = "",
+                 guard: dict | None = None):
         self.workdir = Path(workdir)
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
@@ -165,6 +178,8 @@ class RampartServer:
         self.config_path = self.workdir / "rampart.toml"
         self.limits = dict(limits or {})
         self.extra_toml = extra_toml
+        # The [guard] table (nested dicts are sub-tables such as [guard.clamav]).
+        self.guard = dict(guard or {})
         self.c2s_port, self.c2s_tls_port = free_ports(2)
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
@@ -184,6 +199,8 @@ class RampartServer:
         if self.limits:
             lines += ["", "[limits]"]
             lines += [f"{k} = {toml_value(v)}" for k, v in self.limits.items()]
+        if self.guard:
+            lines += ["", *toml_table("guard", self.guard)]
         if self.extra_toml:
             lines += ["", self.extra_toml]
         return "\n".join(lines) + "\n"
@@ -1024,6 +1041,51 @@ def scram_auth(raw: RawXMPP, mechanism: str, username: str, password: str, *,
         ok = data == b"v=" + base64.b64encode(server_sig)
         return ScramResult("success", None, server_first, ok, el)
     return ScramResult("failure", sasl_condition(el), server_first, None, el)
+
+
+# --------------------------------------------------------------------------
+# Threat defense (`[guard]`, `rampart quarantine ...`, `rampart events ...`)
+# --------------------------------------------------------------------------
+def send_msg_id(client: "Client", to: str, body: str, mtype: str = "chat") -> str:
+    """Send a message with a fresh id (to match the error bounced for it)."""
+    msg = client.make_message(mto=to, mbody=body, mtype=mtype)
+    mid = "m-" + secrets.token_hex(6)
+    msg["id"] = mid
+    msg.send()
+    return mid
+
+
+def stanza_error_text(stanza) -> str:
+    """The <text/> of a stanza error ('' if none)."""
+    err = stanza.xml.find(f"{{{NS_CLIENT}}}error")
+    if err is None:
+        return ""
+    t = err.find(f"{{{NS_STANZA_ERR}}}text")
+    return (t.text or "") if t is not None else ""
+
+
+def events_list(server: RampartServer, *args: str, timeout: float = 60) -> list[dict]:
+    """`rampart events list --json ARGS...` -> events, newest first."""
+    import json
+    r = server.cli("events", "list", "--json", *args, timeout=timeout)
+    assert r.returncode == 0, (
+        f"`rampart events list --json {' '.join(args)}` exited {r.returncode}\n"
+        f"stdout: {r.stdout[-2000:]}\nstderr: {r.stderr[-2000:]}")
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def quarantine_list(server: RampartServer, timeout: float = 60) -> dict[str, list[str]]:
+    """`rampart quarantine list` -> {account: [time, rule, reason]}."""
+    r = server.cli("quarantine", "list", timeout=timeout)
+    assert r.returncode == 0, (
+        f"`rampart quarantine list` exited {r.returncode}\nstdout: {r.stdout[-2000:]}\n"
+        f"stderr: {r.stderr[-2000:]}")
+    out = {}
+    for line in r.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 4:
+            out[parts[0]] = parts[1:]
+    return out
 
 
 # --------------------------------------------------------------------------
