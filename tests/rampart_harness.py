@@ -238,7 +238,9 @@ class RampartServer:
         return User(f"{prefix}{n}x{secrets.token_hex(3)}", "pw-" + secrets.token_urlsafe(12))
 
     # -- process --------------------------------------------------------
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, env: dict | None = None) -> None:
+        """Start `rampart serve`; `env` adds environment variables for this
+        start only (e.g. LD_PRELOAD/FAKETIME to run the server at another time)."""
         binary = rampart_bin()
         if not os.path.exists(binary):
             raise FileNotFoundError(
@@ -247,8 +249,10 @@ class RampartServer:
         self._starts += 1
         self.log_path = self.workdir / f"server-{self._starts}.log"
         log = open(self.log_path, "wb")
+        extra_env = env
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
+        env.update(extra_env or {})
         self.proc = subprocess.Popen(
             [binary, "--config", str(self.config_path), "serve"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -1041,6 +1045,193 @@ def scram_auth(raw: RawXMPP, mechanism: str, username: str, password: str, *,
         ok = data == b"v=" + base64.b64encode(server_sig)
         return ScramResult("success", None, server_first, ok, el)
     return ScramResult("failure", sasl_condition(el), server_first, None, el)
+
+
+# --------------------------------------------------------------------------
+# Compliance archive (`rampart archive ...`)
+# --------------------------------------------------------------------------
+NS_SID = "urn:xmpp:sid:0"
+
+
+def archive_search(server: RampartServer, query: str | None = None, *filters: str,
+                   timeout: float = 60) -> list[dict]:
+    """`rampart archive search [QUERY] FILTERS... --json` -> records, newest first."""
+    args = ["archive", "search", *([query] if query is not None else []), *filters, "--json"]
+    r = server.cli(*args, timeout=timeout)
+    assert r.returncode == 0, (
+        f"`rampart {' '.join(args)}` exited {r.returncode}\nstdout: {r.stdout[-2000:]}\n"
+        f"stderr: {r.stderr[-2000:]}")
+    import json
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def archive_verdict(rec: dict) -> tuple[str, str | None, str | None]:
+    """(verdict, rule, reason-or-condition) of a record from `archive search --json`."""
+    v = rec["verdict"]
+    if isinstance(v, dict):
+        return (v.get("verdict"), v.get("rule"), v.get("reason", v.get("condition")))
+    return (v, rec.get("rule"), rec.get("reason", rec.get("condition")))
+
+
+def archive_verify(server: RampartServer, config: Path | str | None = None,
+                   timeout: float = 60) -> subprocess.CompletedProcess:
+    """`rampart archive verify` (exit 0 and 'ok: ...', or exit 1 and 'TAMPERED: ...')."""
+    return server.cli("archive", "verify", config=config, timeout=timeout)
+
+
+def stanza_id_of(stanza, by: str) -> str | None:
+    """The XEP-0359 <stanza-id by=BY id=.../> a delivered message carries."""
+    xml = stanza.xml if hasattr(stanza, "xml") else stanza
+    for sid in xml.findall(f"{{{NS_SID}}}stanza-id"):
+        if sid.get("by") == by:
+            return sid.get("id")
+    return None
+
+
+def _u64(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def _i64(n: int) -> bytes:
+    return n.to_bytes(8, "big", signed=True)
+
+
+def _str(s: str) -> bytes:
+    b = s.encode("utf-8")
+    return _u64(len(b)) + b
+
+
+def _opt(s: str | None) -> bytes:
+    return b"\x00" if s is None else b"\x01" + _str(s)
+
+
+def archive_record_digest(rec: dict) -> bytes:
+    """A record's content digest, recomputed independently from the encoding
+    documented in crates/rampart-archive/src/hash.rs."""
+    verdict, rule, reason = archive_verdict(rec)
+    h = hashlib.sha256(b"rampart-archive/record/v1")
+    h.update(_i64(rec["at_ms"]))
+    for k in ("kind", "direction", "from", "to"):
+        h.update(_str(rec[k]))
+    for k in ("remote_domain", "stanza_id", "body", "stanza_xml"):
+        h.update(_opt(rec.get(k)))
+    h.update(_str(verdict))
+    for o in (rule, reason, rec.get("meta_json")):
+        h.update(_opt(o))
+    return h.digest()
+
+
+def archive_chain_hash(seq: int, prev: bytes, digest: bytes) -> bytes:
+    return hashlib.sha256(b"rampart-archive/chain/v1" + _u64(seq) + prev + digest).digest()
+
+
+def verify_export_dir(d: Path, public_key_hex: str | None = None) -> dict:
+    """Verify an `archive export` directory the way an outside party would
+    (the procedure in crates/rampart-archive/src/lib.rs), without Rampart:
+    file digests, each record's digest against the spine, prev/hash links,
+    tombstone and checkpoint Ed25519 signatures, and the chain from the
+    oldest exported record to the signed checkpoint. Raises AssertionError."""
+    import json
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    d = Path(d)
+    m = json.loads((d / "manifest.json").read_text())
+    assert m["version"] == "rampart-archive-export/1", m["version"]
+    if public_key_hex is not None:
+        assert m["public_key"] == public_key_hex, (m["public_key"], public_key_hex)
+    pk = Ed25519PublicKey.from_public_bytes(bytes.fromhex(m["public_key"]))
+
+    def signed(sig_hex: str, msg: bytes) -> bool:
+        try:
+            pk.verify(bytes.fromhex(sig_hex), msg)
+            return True
+        except InvalidSignature:
+            return False
+
+    cp = m["checkpoint"]
+    cp_hash = bytes.fromhex(cp["hash"])
+    assert signed(cp["signature"], b"rampart-archive/checkpoint/v1" + _u64(cp["seq"])
+                  + cp_hash + _i64(cp["at_ms"])), f"checkpoint signature invalid: {cp}"
+    names = set()
+    for name, digest in m["files"]:
+        assert ".." not in name and not name.startswith("/"), name
+        got = hashlib.sha256((d / name).read_bytes()).hexdigest()
+        assert got == digest, f"{name}: sha256 {got} != manifest {digest}"
+        names.add(name)
+    assert "records.jsonl" in names, m["files"]
+    records = [json.loads(line) for line in (d / "records.jsonl").read_text().splitlines()
+               if line.strip()]
+    assert [r["seq"] for r in records] == [x["seq"] for x in m["records"]], \
+        "records.jsonl and the manifest list different records"
+    for r, mr in zip(records, m["records"]):
+        assert (r["hash"], r["prev_hash"]) == (mr["hash"], mr["prev_hash"]), (r["seq"], mr)
+    assert [r["seq"] for r in records] == sorted({r["seq"] for r in records}), \
+        "records must be oldest first, each once"
+    summary = {"records": len(records), "checkpoint_seq": cp["seq"],
+               "spine": len(m["spine"]), "tombstones": len(m["tombstones"])}
+    if not records:
+        return summary
+    spine = {seq: bytes.fromhex(dg) for seq, dg in m["spine"]}
+    assert len(spine) == len(m["spine"]), "duplicate spine entries"
+    tombs = {t["first_seq"]: t for t in m["tombstones"]}
+    by_seq = {r["seq"]: r for r in records}
+    running = bytes.fromhex(records[0]["prev_hash"])
+    if records[0]["seq"] == 1:
+        assert running == bytes(32), "record 1 must link to the genesis hash"
+    seq, used = records[0]["seq"], 0
+    while seq <= cp["seq"]:
+        if seq in tombs:
+            t = tombs[seq]
+            msg = (b"rampart-archive/tombstone/v1" + _u64(t["first_seq"]) + _u64(t["last_seq"])
+                   + bytes.fromhex(t["prev_hash"]) + bytes.fromhex(t["last_hash"])
+                   + _i64(t["min_at_ms"]) + _i64(t["max_at_ms"]) + _i64(t["deleted_at_ms"]))
+            assert signed(t["signature"], msg), f"tombstone signature invalid: {t}"
+            assert bytes.fromhex(t["prev_hash"]) == running, f"tombstone does not link: {t}"
+            assert not any(t["first_seq"] <= s <= t["last_seq"] for s in by_seq), t
+            running = bytes.fromhex(t["last_hash"])
+            seq = t["last_seq"] + 1
+            continue
+        assert seq in spine, f"the spine has no digest for seq {seq}"
+        digest = spine[seq]
+        used += 1
+        r = by_seq.get(seq)
+        if r is not None:
+            assert archive_record_digest(r) == digest, \
+                f"record {seq}: content does not match its spine digest"
+            assert bytes.fromhex(r["prev_hash"]) == running, f"record {seq}: prev_hash"
+        running = archive_chain_hash(seq, running, digest)
+        if r is not None:
+            assert bytes.fromhex(r["hash"]) == running, f"record {seq}: hash"
+        seq += 1
+    assert running == cp_hash, "the chain does not end in the signed checkpoint's hash"
+    assert used == len(spine), "the spine has entries outside the checked range"
+    assert max(by_seq) <= cp["seq"], "the checkpoint does not cover every exported record"
+    return summary
+
+
+async def deliver_messages(server: RampartServer, sender: User, recipient: User,
+                           bodies: list[str], timeout: float = 30) -> list:
+    """Log both users in (the recipient available), send `bodies` as chat
+    messages to the recipient's bare JID, wait until all arrived, log out.
+    Returns the received stanzas in order."""
+    a = make_client(server, sender, "send")
+    b = make_client(server, recipient, "recv")
+    try:
+        await a.login()
+        await b.login()
+        await b.go_online()
+        for body in bodies:
+            a.send_msg(recipient.jid, body)
+        want = set(bodies)
+        got = await b.messages.collect(len(bodies), lambda m: m["body"] in want,
+                                       timeout=timeout, what="messages")
+        await a.logout()
+        await b.logout()
+        return got
+    finally:
+        a.kill()
+        b.kill()
 
 
 # --------------------------------------------------------------------------
