@@ -32,6 +32,8 @@ pub struct ServerLimits {
     pub auth_block: Duration,
     /// Offline messages kept per account.
     pub offline_limit: usize,
+    /// How long a broken XEP-0198 session waits to be resumed.
+    pub resume_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -45,6 +47,7 @@ impl Default for ServerLimits {
             auth_window: Duration::from_secs(600),
             auth_block: Duration::from_secs(300),
             offline_limit: 1000,
+            resume_timeout: Duration::from_secs(300),
         }
     }
 }

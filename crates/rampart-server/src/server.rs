@@ -64,7 +64,12 @@ impl Server {
         self.router.refresh_quarantine().await;
         let limits = &cfg.limits;
         let throttle = AuthThrottle::new(limits.auth_failures, limits.auth_window, limits.auth_block);
-        let shared = Arc::new(C2sShared { router: self.router.clone(), tls: TlsAcceptor::from(self.tls), throttle });
+        let shared = Arc::new(C2sShared {
+            router: self.router.clone(),
+            tls: TlsAcceptor::from(self.tls),
+            throttle,
+            hibernation: Default::default(),
+        });
         Ok(BoundServer { shared, listeners, counter: Arc::new(ConnCounter::default()) })
     }
 }

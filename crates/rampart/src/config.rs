@@ -86,6 +86,7 @@ pub struct LimitsConfig {
     pub auth_window_secs: Option<u64>,
     pub auth_block_secs: Option<u64>,
     pub offline_limit: Option<usize>,
+    pub resume_timeout_secs: Option<u64>,
 }
 
 fn default_domain() -> String {
@@ -202,6 +203,7 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
         auth_window: positive("auth_window_secs", l.auth_window_secs, d.auth_window)?,
         auth_block: positive("auth_block_secs", l.auth_block_secs, d.auth_block)?,
         offline_limit: l.offline_limit.unwrap_or(d.offline_limit),
+        resume_timeout: positive("resume_timeout_secs", l.resume_timeout_secs, d.resume_timeout)?,
     };
     let guard = guard_setup(file.guard, source)?;
     if file.archive.checkpoint_every_records == 0 || file.archive.checkpoint_interval_secs == 0 {

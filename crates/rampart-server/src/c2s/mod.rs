@@ -5,6 +5,7 @@
 //! RFC allows there; everything before binding must finish within the handshake timeout.
 
 mod conn;
+pub mod sm;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +32,16 @@ pub struct C2sShared {
     pub router: Arc<Router>,
     pub tls: TlsAcceptor,
     pub throttle: AuthThrottle,
+    /// XEP-0198 sessions waiting to be resumed.
+    pub hibernation: sm::Hibernation,
+}
+
+/// What the bind phase produced.
+enum Bound {
+    /// A freshly bound resource.
+    New(SessionCtx, mpsc::UnboundedReceiver<Outbound>),
+    /// A hibernating session taken over with XEP-0198 `<resume/>`.
+    Resumed(Box<sm::Hibernated>),
 }
 
 impl C2sShared {
@@ -110,7 +121,7 @@ pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, dir
         bind_phase(&shared, &mut conn, &user).await
     })
     .await;
-    let (ctx, rx) = match bound {
+    let bound = match bound {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
             log_end(peer, &e);
@@ -123,9 +134,18 @@ pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, dir
             return;
         }
     };
-    tracing::info!(%peer, jid = %ctx.jid, "session bound");
-    shared.router.archive_session_event(&ctx, rampart_archive::RecordKind::Login, Some(&peer.to_string())).await;
-    session_loop(&shared, conn, ctx, rx, peer).await;
+    let (ctx, rx, sm) = match bound {
+        Bound::New(ctx, rx) => {
+            tracing::info!(%peer, jid = %ctx.jid, "session bound");
+            shared.router.archive_session_event(&ctx, rampart_archive::RecordKind::Login, Some(&peer.to_string())).await;
+            (ctx, rx, None)
+        }
+        Bound::Resumed(h) => {
+            tracing::info!(%peer, jid = %h.ctx.jid, unacked = h.sm.unacked.len(), "session resumed");
+            (h.ctx, h.rx, Some(h.sm))
+        }
+    };
+    session_loop(shared.clone(), conn, ctx, rx, sm, peer).await;
 }
 
 /// Peek at the first byte: is it a TLS handshake record?
@@ -348,7 +368,7 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &C2sShared,
     conn: &mut XmlConn<S>,
     user: &Jid,
-) -> Result<(SessionCtx, mpsc::UnboundedReceiver<Outbound>), ConnError> {
+) -> Result<Bound, ConnError> {
     let router = &shared.router;
     open_stream(conn, &router.domain).await?;
     conn.queue(&features(vec![
@@ -356,6 +376,7 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
         bind::session_feature(),
         Element::new("ver", ns::ROSTERVER),
         Element::new("sub", ns::PRE_APPROVAL),
+        Element::new("sm", ns::SM),
     ]));
     conn.flush().await?;
     loop {
@@ -364,6 +385,29 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
             Event::StreamEnd => return Err(ConnError::StreamEnd),
             Event::StreamStart(_) => return Err(ConnError::stream(Sec::NotWellFormed)),
         };
+        if el.is("resume", ns::SM) {
+            let previd = el.attr("previd").unwrap_or("");
+            let h = el.attr("h").and_then(|h| h.parse::<u32>().ok());
+            let taken = h.and_then(|_| shared.hibernation.take(previd, user.as_str()));
+            let (Some(mut hib), Some(h)) = (taken, h) else {
+                conn.send(&Element::new("failed", ns::SM).with_child(Element::new("item-not-found", ns::STANZAS))).await?;
+                continue;
+            };
+            if let Err(why) = hib.sm.ack(h) {
+                // Put it back for its expiry to hand the queue to the router.
+                shared.hibernation.put(previd.to_owned(), hib);
+                return Err(ConnError::Stream(Sec::UndefinedCondition, Some(why)));
+            }
+            conn.queue(&Element::new("resumed", ns::SM).with_attr("previd", previd).with_attr("h", hib.sm.inbound.to_string()));
+            for (_, st) in &hib.sm.unacked {
+                conn.queue(st);
+            }
+            if !hib.sm.unacked.is_empty() {
+                conn.queue(&Element::new("r", ns::SM));
+            }
+            conn.flush().await?;
+            return Ok(Bound::Resumed(Box::new(hib)));
+        }
         let Some(req) = (el.is("iq", ns::CLIENT) && el.attr("type") == Some("set"))
             .then(|| el.child("bind", ns::BIND))
             .flatten()
@@ -393,6 +437,9 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
             // RFC 6120 §7.7.2.2: the newer session wins; the old one gets <conflict/>.
             tracing::info!(%jid, "resource conflict: replacing the older session");
             let _ = old.tx.send(Outbound::Close(stream_err(Sec::Conflict, Some("replaced by a new connection"))));
+            if let Some(h) = shared.hibernation.expire_session(old.id) {
+                end_hibernated(router, h).await;
+            }
         }
         let mut result = Element::new("iq", ns::CLIENT).with_attr("type", "result").with_child(bind::bind_result(jid.as_str()));
         if let Some(i) = el.attr("id") {
@@ -400,7 +447,7 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
         }
         conn.send(&result).await?;
         let ctx = SessionCtx { id, jid, directed: Default::default(), available: false, last_status: None };
-        return Ok((ctx, rx));
+        return Ok(Bound::New(ctx, rx));
     }
 }
 
@@ -411,44 +458,64 @@ fn random_resource() -> String {
 /// Most stanzas written to the socket per flush while more are waiting.
 const MAX_BATCH: usize = 64;
 
+/// How a bound session's connection ended.
+enum End {
+    /// The session is over (clean close, stream error, conflict, or no resumption).
+    Close(Option<StreamError>),
+    /// The connection broke and the session may be resumed (XEP-0198).
+    Broken,
+}
+
 async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
-    shared: &C2sShared,
+    shared: Arc<C2sShared>,
     mut conn: XmlConn<S>,
     mut ctx: SessionCtx,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
+    mut sm: Option<sm::SmState>,
     peer: SocketAddr,
 ) {
     let router = &shared.router;
-    let close: Option<StreamError> = 'run: loop {
+    let end: End = 'run: loop {
         // Handle every complete stanza already buffered.
         loop {
             match conn.poll_buffered() {
+                Ok(Some(Event::Stanza(el))) if el.ns == ns::SM => match sm_nonza(&shared, &mut conn, &ctx, &mut sm, &el) {
+                    Ok(()) => {}
+                    Err(e) => break 'run End::Close(Some(e)),
+                },
                 Ok(Some(Event::Stanza(el))) => {
                     if el.ns != ns::CLIENT {
                         tracing::info!(%peer, jid = %ctx.jid, name = %el.name, ns = %el.ns, "unsupported top-level element");
-                        break 'run Some(stream_err(Sec::UnsupportedStanzaType, None));
+                        break 'run End::Close(Some(stream_err(Sec::UnsupportedStanzaType, None)));
                     }
+                    let counted = sm::is_stanza(&el);
                     if let Err(e) = router.handle_client_stanza(&mut ctx, el).await {
-                        break 'run Some(e);
+                        break 'run End::Close(Some(e));
+                    }
+                    if counted && let Some(s) = sm.as_mut() {
+                        s.inbound = s.inbound.wrapping_add(1);
                     }
                 }
-                Ok(Some(Event::StreamEnd)) => break 'run None,
-                Ok(Some(Event::StreamStart(_))) => break 'run Some(stream_err(Sec::NotWellFormed, None)),
+                Ok(Some(Event::StreamEnd)) => break 'run End::Close(None),
+                Ok(Some(Event::StreamStart(_))) => break 'run End::Close(Some(stream_err(Sec::NotWellFormed, None))),
                 Ok(None) => break,
                 Err(e) => {
                     tracing::info!(%peer, jid = %ctx.jid, error = %e, "stream error");
-                    break 'run e.to_stream_error();
+                    break 'run End::Close(e.to_stream_error());
                 }
             }
+        }
+        if conn.queued() > 0 && conn.flush().await.is_err() {
+            break 'run End::Broken;
         }
         let deadline = conn.partial_deadline();
         tokio::select! {
             r = conn.read_some() => match r {
                 Ok(true) => {}
-                Ok(false) => break 'run None,
+                Ok(false) => break 'run End::Broken,
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "read failed");
-                    break 'run None;
+                    break 'run End::Broken;
                 }
             },
             msg = rx.recv() => {
@@ -456,10 +523,15 @@ async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 let mut n = 0;
                 while let Some(m) = next.take() {
                     match m {
-                        Outbound::Stanza(el) => conn.queue(&el),
+                        Outbound::Stanza(el) => {
+                            conn.queue(&el);
+                            if let Some(s) = sm.as_mut() {
+                                s.sent(&el);
+                            }
+                        }
                         Outbound::Close(e) => {
                             let _ = conn.flush().await;
-                            break 'run Some(e);
+                            break 'run End::Close(Some(e));
                         }
                     }
                     n += 1;
@@ -467,28 +539,111 @@ async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
                         next = rx.try_recv().ok();
                     }
                 }
+                if let Some(s) = &sm {
+                    if s.unacked.len() > sm::MAX_UNACKED {
+                        break 'run End::Close(Some(stream_err(Sec::PolicyViolation, Some("too many unacknowledged stanzas"))));
+                    }
+                    conn.queue(&Element::new("r", ns::SM));
+                }
                 if let Err(e) = conn.flush().await {
                     tracing::debug!(%peer, error = %e, "write failed");
-                    break 'run None;
+                    break 'run End::Broken;
                 }
             }
             _ = sleep_until_opt(deadline) => {
                 tracing::info!(%peer, jid = %ctx.jid, "incomplete stanza timed out");
-                break 'run Some(stream_err(Sec::ConnectionTimeout, Some("stanza not completed in time")));
+                break 'run End::Close(Some(stream_err(Sec::ConnectionTimeout, Some("stanza not completed in time"))));
             }
         }
     };
+    // A resumable session whose connection broke waits for its client to come back.
+    let resumable = sm.as_ref().and_then(|s| s.resume_id.clone());
+    if let (End::Broken, Some(id), Some(sm)) = (&end, resumable, sm.take()) {
+        tracing::info!(%peer, jid = %ctx.jid, unacked = sm.unacked.len(), "connection lost; session hibernates for resumption");
+        shared.hibernation.put(id.clone(), sm::Hibernated { ctx, rx, sm });
+        let shared = shared.clone();
+        let timeout = shared.router.config.limits.resume_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(h) = shared.hibernation.expire(&id) {
+                tracing::info!(jid = %h.ctx.jid, "session not resumed in time");
+                end_hibernated(&shared.router, h).await;
+            }
+        });
+        return;
+    }
+    let close = match end {
+        End::Close(e) => e,
+        End::Broken => None,
+    };
     router.session_ended(&mut ctx).await;
     conn.close(close).await;
-    // Stanzas queued for this session but never written must not be lost: messages go back
-    // through the router (to another resource or offline storage); IQs get an error.
+    hand_back(router, &ctx, sm, rx).await;
+    tracing::info!(%peer, jid = %ctx.jid, "session closed");
+}
+
+/// Handle a stream-management nonza (`<enable/>`, `<r/>`, `<a/>`).
+fn sm_nonza<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &C2sShared,
+    conn: &mut XmlConn<S>,
+    ctx: &SessionCtx,
+    sm: &mut Option<sm::SmState>,
+    el: &Element,
+) -> Result<(), StreamError> {
+    match (el.name.as_str(), sm.as_mut()) {
+        ("enable", None) => {
+            let resume = matches!(el.attr("resume"), Some("true" | "1"));
+            let id = resume.then(|| format!("{:032x}", rand::random::<u128>()));
+            let mut enabled = Element::new("enabled", ns::SM);
+            if let Some(id) = &id {
+                let max = shared.router.config.limits.resume_timeout.as_secs();
+                enabled = enabled.with_attr("id", id.as_str()).with_attr("resume", "true").with_attr("max", max.to_string());
+            }
+            conn.queue(&enabled);
+            tracing::debug!(jid = %ctx.jid, resume, "stream management enabled");
+            *sm = Some(sm::SmState::new(id));
+        }
+        ("enable", Some(_)) => {
+            conn.queue(&Element::new("failed", ns::SM).with_child(Element::new("unexpected-request", ns::STANZAS)));
+        }
+        ("r", Some(s)) => conn.queue(&s.answer()),
+        ("a", Some(s)) => {
+            let h = el.attr("h").and_then(|h| h.parse::<u32>().ok()).ok_or_else(|| stream_err(Sec::InvalidXml, Some("<a/> needs h")))?;
+            s.ack(h).map_err(|why| stream_err(Sec::UndefinedCondition, Some(&why)))?;
+        }
+        (_, None) => {
+            conn.queue(&Element::new("failed", ns::SM).with_child(Element::new("unexpected-request", ns::STANZAS)));
+        }
+        _ => return Err(stream_err(Sec::UnsupportedStanzaType, None)),
+    }
+    Ok(())
+}
+
+/// A hibernating session that will not be resumed: end it and hand its queue back.
+async fn end_hibernated(router: &Router, h: sm::Hibernated) {
+    let sm::Hibernated { mut ctx, rx, sm } = h;
+    router.session_ended(&mut ctx).await;
+    hand_back(router, &ctx, Some(sm), rx).await;
+}
+
+/// Stanzas sent but never acknowledged, and stanzas queued but never written, must not be
+/// lost: messages go back through the router (another resource or offline storage); IQ
+/// requests get an error.
+async fn hand_back(router: &Router, ctx: &SessionCtx, sm: Option<sm::SmState>, mut rx: mpsc::UnboundedReceiver<Outbound>) {
+    if let Some(sm) = sm {
+        if !sm.unacked.is_empty() {
+            tracing::info!(jid = %ctx.jid, count = sm.unacked.len(), "unacknowledged stanzas go back to the router");
+        }
+        for (_, el) in sm.unacked {
+            requeue(router, ctx, el).await;
+        }
+    }
     rx.close();
     while let Some(m) = rx.recv().await {
         if let Outbound::Stanza(el) = m {
-            requeue(router, &ctx, el).await;
+            requeue(router, ctx, el).await;
         }
     }
-    tracing::info!(%peer, jid = %ctx.jid, "session closed");
 }
 
 async fn requeue(router: &Router, ctx: &SessionCtx, el: Element) {
