@@ -15,10 +15,9 @@ compliance archive); an unknown, malformed or other user's archive id is
 item-not-found; prefs default='never' hides the history from the user's
 own view only (admin search still shows it), and bad prefs are bad-request;
 the query form (iq get) lists the fields; a query to another user's archive
-is refused; a client cannot plant its own <stanza-id/>. Known bugs (xfail,
-strict): urn:xmpp:sid:0 is not advertised; with prefs 'never' the RSM set
-still reveals the hidden messages' ids and count; messages a quarantine
-withdrew from offline queues are still served by MAM.
+is refused; a client cannot plant its own <stanza-id/>; urn:xmpp:sid:0 is
+advertised; with prefs 'never' the RSM set reveals nothing; messages a
+quarantine withdrew from offline queues are not served by MAM.
 """
 
 from __future__ import annotations
@@ -191,10 +190,6 @@ async def test_account_advertises_mam(server, new_user, clients):
     assert NS_MAM in feats, feats
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: delivered messages carry <stanza-id xmlns='urn:xmpp:sid:0'/> but the "
-    "account's disco#info lists only disco#info and urn:xmpp:mam:2, not urn:xmpp:sid:0 "
-    "(XEP-0359 §4 requires it; clients check it before trusting stanza-ids)"))
 async def test_account_advertises_stanza_ids(server, new_user, clients):
     feats = await account_features(new_user, clients)
     assert NS_SID in feats, (
@@ -426,11 +421,6 @@ async def test_prefs_never_hides_only_the_users_own_view(server, new_user, clien
     assert len(admin) == 3, admin
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: with prefs default='never' MAM sends no <result/>, but the <fin/> RSM set "
-    "still carries <first>/<last> ids and <count> of the hidden messages (mam.rs builds the "
-    "set from the unfiltered page), so the 'hidden' history is still enumerable and RSM is "
-    "inconsistent (first/last name items that were not returned)"))
 async def test_prefs_never_rsm_set_reveals_nothing(server, new_user, clients):
     alice, bob = new_user("alice"), new_user("bob")
     a = await online(clients, alice, "pc")
@@ -443,11 +433,6 @@ async def test_prefs_never_rsm_set_reveals_nothing(server, new_user, clients):
     assert (hidden.first, hidden.last, hidden.count) == (None, None, 0), hidden
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug (security side door): when the guard quarantines an account, the router "
-    "withdraws its messages from offline queues so they reach no one, but they stay in the "
-    "archive with verdict 'offline', and MAM serves every delivered/offline record: the "
-    "recipient still gets the worm's link through XEP-0313"))
 async def test_messages_withdrawn_by_a_quarantine_are_not_served_by_mam(server, new_user, clients):
     worm = new_user("worm")
     victims = [new_user("v") for _ in range(5)]

@@ -17,9 +17,8 @@ storage, is archived once (every copy names the same id), and XEP-0280
 carbon copies are not archived again; the blast rule's
 quarantine and every later message of the quarantined account are archived
 as quarantined with their rules; subscription requests, logins and logouts
-are journaled. Known gaps (xfail, strict): messages refused because the
-recipient blocks the sender (XEP-0191), and messages to remote domains, are
-bounced without being archived.
+are journaled; messages refused because the recipient blocks the sender
+(XEP-0191), and messages to remote domains, are archived as bounced.
 """
 
 from __future__ import annotations
@@ -400,10 +399,6 @@ async def test_quarantine_verdicts_are_archived(server, new_user, clients):
         f"look at this {link}", f"innocent afterwards {t}"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug (compliance gap): Router::route bounces a message whose recipient blocks "
-    "the sender (XEP-0191, service-unavailable) before route_message, so it is never "
-    "archived; the archive is meant to hold every message with content, bounced included"))
 async def test_refused_because_the_recipient_blocks_the_sender_is_archived(
         server, new_user, clients):
     alice, bob = new_user("alice"), new_user("bob")
@@ -423,10 +418,6 @@ async def test_refused_because_the_recipient_blocks_the_sender_is_archived(
     assert archive_verdict(recs[0])[0] == "bounced", recs
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug (compliance gap): Router::route bounces a message to a non-local domain "
-    "(remote-server-not-found, federation off) before route_message, so attempts to send "
-    "content outside the company never reach the archive"))
 async def test_message_to_a_remote_domain_is_archived(server, new_user, clients):
     alice = new_user("alice")
     a = await clients(alice, "pc")

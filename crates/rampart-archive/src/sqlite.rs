@@ -423,6 +423,9 @@ fn mam_filter(owner: &str, q: &MamQuery) -> Sql {
                 .bind_str(with);
         }
     }
+    for peer in &q.exclude_peers {
+        sql.push(" AND p.peer <> ?").bind_str(bare(peer));
+    }
     if let Some(s) = q.start_ms {
         sql.push(" AND +r.at_ms >= ?").bind_i64(s);
     }

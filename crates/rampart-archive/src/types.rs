@@ -336,6 +336,9 @@ pub struct RetentionReport {
 pub struct MamQuery {
     /// Bare JID (matches any resource) or full JID (matches that resource only).
     pub with: Option<String>,
+    /// Bare JIDs whose conversations are hidden from this view (e.g. quarantined accounts,
+    /// whose withdrawn messages must not come back through the history).
+    pub exclude_peers: Vec<String>,
     /// Inclusive start, ms since the epoch.
     pub start_ms: Option<i64>,
     /// Inclusive end, ms since the epoch.

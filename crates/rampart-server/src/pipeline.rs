@@ -42,6 +42,11 @@ impl QuarantineCache {
         self.accounts.read().unwrap_or_else(|e| e.into_inner()).get(account).cloned()
     }
 
+    /// Every quarantined account.
+    pub fn accounts(&self) -> Vec<String> {
+        self.accounts.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+
     pub fn insert(&self, account: &str, reason: &str) {
         self.accounts.write().unwrap_or_else(|e| e.into_inner()).insert(account.to_owned(), reason.to_owned());
     }
@@ -118,7 +123,7 @@ impl Router {
     }
 
     /// Archive a refusal; failures are logged (the stanza is refused either way).
-    async fn archive_refusal(&self, el: &Element, from: &Jid, to: &Jid, verdict: ArchiveVerdict) {
+    pub async fn archive_refusal(&self, el: &Element, from: &Jid, to: &Jid, verdict: ArchiveVerdict) {
         if is_archivable(el) {
             let _ = self.archive(message_record(el, from.as_str(), to.as_str(), verdict)).await;
         }

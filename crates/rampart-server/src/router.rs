@@ -262,7 +262,15 @@ impl Router {
     /// Deliver an addressed stanza (already stamped with `from`) to its destination.
     pub async fn route(&self, to: &Jid, el: Element) {
         if !self.is_local(to) {
-            // Federation is not available yet: nothing leaves the server.
+            // Federation is not available yet: nothing leaves the server. The attempt is
+            // on the record all the same.
+            if el.name == "message"
+                && is_archivable(&el)
+                && let Some(from) = el.attr("from").and_then(|f| Jid::parse(f).ok())
+            {
+                let verdict = ArchiveVerdict::Bounced { condition: "remote-server-not-found".into() };
+                self.archive_refusal(&el, &from, to, verdict).await;
+            }
             self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::RemoteServerNotFound)
                 .with_text("federation with other domains is not enabled on this server"));
             return;
@@ -272,6 +280,10 @@ impl Router {
             && modules::blocking::is_blocked(self, to.bare_str(), &from).await
         {
             // XEP-0191 §3.3: dropped; messages and IQ requests get service-unavailable.
+            if el.name == "message" && is_archivable(&el) {
+                let verdict = ArchiveVerdict::Bounced { condition: "blocked-by-recipient".into() };
+                self.archive_refusal(&el, &from, to, verdict).await;
+            }
             if (el.name == "message" && el.attr("type") != Some("error"))
                 || (el.name == "iq" && matches!(el.attr("type"), Some("get" | "set")))
             {

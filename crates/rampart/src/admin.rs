@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rampart_archive::{Archive, ArchiveOptions, ExportFormat, LegalHold, Record, SearchQuery, VerdictKind};
+use rampart_archive::{Archive, ExportFormat, LegalHold, Record, SearchQuery, VerdictKind};
 use rampart_guard::Verdict;
 
 use crate::config::Config;
@@ -131,7 +131,7 @@ pub async fn events_list(cfg: &Config, since: Option<&str>, json: bool, limit: u
 }
 
 async fn open_archive(cfg: &Config) -> Result<Archive> {
-    Archive::open(&cfg.data_dir, ArchiveOptions::default()).await.context("opening the compliance archive")
+    Archive::open(&cfg.data_dir, setup::archive_options(cfg)).await.context("opening the compliance archive")
 }
 
 pub async fn archive_verify(cfg: &Config) -> Result<bool> {
@@ -150,7 +150,8 @@ pub async fn archive_verify(cfg: &Config) -> Result<bool> {
             Ok(true)
         }
         Some(f) => {
-            println!("TAMPERED: record {}: {}", f.seq, f.reason);
+            let prefix = format!("record {}: ", f.seq);
+            println!("TAMPERED: record {}: {}", f.seq, f.reason.strip_prefix(&prefix).unwrap_or(&f.reason));
             println!("(verified {} records before it)", r.records_checked);
             Ok(false)
         }

@@ -39,11 +39,20 @@ pub struct ArchiveConfig {
     pub retention_days: u64,
     pub checkpoint_every_records: u64,
     pub checkpoint_interval_secs: u64,
+    /// A segment (the unit retention deletes) closes at a UTC day boundary or after this
+    /// many records.
+    pub segment_max_records: u64,
 }
 
 impl Default for ArchiveConfig {
     fn default() -> Self {
-        ArchiveConfig { enabled: true, retention_days: 0, checkpoint_every_records: 10_000, checkpoint_interval_secs: 300 }
+        ArchiveConfig {
+            enabled: true,
+            retention_days: 0,
+            checkpoint_every_records: 10_000,
+            checkpoint_interval_secs: 300,
+            segment_max_records: 100_000,
+        }
     }
 }
 
@@ -206,8 +215,8 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
         resume_timeout: positive("resume_timeout_secs", l.resume_timeout_secs, d.resume_timeout)?,
     };
     let guard = guard_setup(file.guard, source)?;
-    if file.archive.checkpoint_every_records == 0 || file.archive.checkpoint_interval_secs == 0 {
-        bail!("{source}: archive.checkpoint_every_records and archive.checkpoint_interval_secs must be at least 1");
+    if file.archive.checkpoint_every_records == 0 || file.archive.checkpoint_interval_secs == 0 || file.archive.segment_max_records == 0 {
+        bail!("{source}: archive.checkpoint_every_records, archive.checkpoint_interval_secs and archive.segment_max_records must be at least 1");
     }
     Ok(Config {
         guard,

@@ -129,6 +129,16 @@ pub fn build_guard(cfg: &Config) -> Result<Option<Arc<Guard>>> {
     Ok(Some(Arc::new(Guard::new(gc, engines, blocklists))))
 }
 
+/// The archive's tunables from `[archive]`.
+pub fn archive_options(cfg: &Config) -> ArchiveOptions {
+    ArchiveOptions {
+        checkpoint_every_records: cfg.archive.checkpoint_every_records,
+        checkpoint_interval: Duration::from_secs(cfg.archive.checkpoint_interval_secs),
+        segment_max_records: cfg.archive.segment_max_records,
+        ..ArchiveOptions::default()
+    }
+}
+
 /// Open the compliance archive (`None` when `[archive] enabled = false`).
 pub async fn open_archive(cfg: &Config) -> Result<Option<Arc<Archive>>> {
     if !cfg.archive.enabled {
@@ -136,12 +146,7 @@ pub async fn open_archive(cfg: &Config) -> Result<Option<Arc<Archive>>> {
         return Ok(None);
     }
     ensure_dir(&cfg.data_dir)?;
-    let opts = ArchiveOptions {
-        checkpoint_every_records: cfg.archive.checkpoint_every_records,
-        checkpoint_interval: Duration::from_secs(cfg.archive.checkpoint_interval_secs),
-        ..ArchiveOptions::default()
-    };
-    let archive = Archive::open(&cfg.data_dir, opts).await.context("opening the compliance archive")?;
+    let archive = Archive::open(&cfg.data_dir, archive_options(cfg)).await.context("opening the compliance archive")?;
     Ok(Some(Arc::new(archive)))
 }
 

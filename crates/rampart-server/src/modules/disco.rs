@@ -37,6 +37,8 @@ impl IqHandler for DiscoInfoHandler {
                     let mut f = vec![ns::DISCO_INFO.to_owned()];
                     if router.services.archive.is_some() {
                         f.push(crate::modules::mam::NS_MAM.to_owned());
+                        // XEP-0359: delivered copies carry the archive's stanza-id.
+                        f.push(ns::SID.to_owned());
                     }
                     f
                 },

@@ -139,7 +139,18 @@ impl IqHandler for MamHandler {
             return Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable)
                 .with_text("the message archive is switched off on this server"));
         };
-        let q = parse_query(payload)?;
+        let mut q = parse_query(payload)?;
+        // Preferences shape the user's view: `never` hides everything, `roster` hides
+        // messages with people not in the roster.
+        let pref = prefs(router, &owner, None).await?;
+        let default = pref.attr("default").unwrap_or("always").to_owned();
+        if default == "never" {
+            let set = Element::new("set", NS_RSM).with_child(Element::new("count", NS_RSM).with_text("0"));
+            return Ok(Some(Element::new("fin", NS_MAM).with_attr("complete", "true").with_child(set)));
+        }
+        // Conversations with quarantined accounts stay out of the history: what the
+        // quarantine withdrew from offline queues must not come back this way.
+        q.exclude_peers = router.quarantine.accounts();
         let page = match archive.mam_query(&owner, &q).await {
             Ok(p) => p,
             Err(rampart_archive::ArchiveError::ItemNotFound(id)) => {
@@ -151,10 +162,6 @@ impl IqHandler for MamHandler {
                 return Err(StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError));
             }
         };
-        // Preferences shape the user's view: `never` hides everything, `roster` hides
-        // messages with people not in the roster.
-        let pref = prefs(router, &owner, None).await?;
-        let default = pref.attr("default").unwrap_or("always").to_owned();
         let roster: Option<std::collections::HashSet<String>> = if default == "roster" {
             let (_, items) = router.stores.roster.roster(&owner).await.unwrap_or_default();
             Some(items.into_iter().map(|i| i.jid).collect())
@@ -164,9 +171,6 @@ impl IqHandler for MamHandler {
         let queryid = payload.attr("queryid");
         let session = router.sessions.get(&ctx.jid);
         for rec in &page.records {
-            if default == "never" {
-                break;
-            }
             if let Some(r) = &roster {
                 let peer = if Jid::parse(&rec.record.from).is_ok_and(|f| f.bare_str() == owner) { &rec.record.to } else { &rec.record.from };
                 let peer_bare = Jid::parse(peer).map(|p| p.bare_str().to_owned()).unwrap_or_default();
