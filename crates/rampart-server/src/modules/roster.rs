@@ -104,6 +104,38 @@ impl IqHandler for RosterHandler {
     }
 }
 
+/// The subscription after the contact gains a subscription to the user's presence.
+fn add_from(s: Subscription) -> Subscription {
+    match s {
+        Subscription::None | Subscription::From => Subscription::From,
+        Subscription::To | Subscription::Both => Subscription::Both,
+    }
+}
+
+/// ...after the user gains a subscription to the contact's presence.
+fn add_to(s: Subscription) -> Subscription {
+    match s {
+        Subscription::None | Subscription::To => Subscription::To,
+        Subscription::From | Subscription::Both => Subscription::Both,
+    }
+}
+
+/// ...after the contact's subscription to the user ends.
+fn drop_from(s: Subscription) -> Subscription {
+    match s {
+        Subscription::Both | Subscription::To => Subscription::To,
+        Subscription::None | Subscription::From => Subscription::None,
+    }
+}
+
+/// ...after the user's subscription to the contact ends.
+fn drop_to(s: Subscription) -> Subscription {
+    match s {
+        Subscription::Both | Subscription::From => Subscription::From,
+        Subscription::None | Subscription::To => Subscription::None,
+    }
+}
+
 fn blank_item(contact: &Jid) -> RosterItem {
     RosterItem {
         jid: contact.as_str().to_owned(),
@@ -214,10 +246,7 @@ pub async fn outbound(router: &Router, ctx: &SessionCtx, to: Jid, mut el: Elemen
                 let pending = router.stores.roster.remove_pending_in(&owner, contact.as_str()).await.unwrap_or(false);
                 let mut item = existing.clone().unwrap_or_else(|| blank_item(&contact));
                 if pending {
-                    item.subscription = match item.subscription {
-                        Subscription::None | Subscription::From => Subscription::From,
-                        Subscription::To | Subscription::Both => Subscription::Both,
-                    };
+                    item.subscription = add_from(item.subscription);
                     item.approved = false;
                     save_and_push(router, &owner, &item).await
                 } else if matches!(item.subscription, Subscription::None | Subscription::To) {
@@ -235,10 +264,7 @@ pub async fn outbound(router: &Router, ctx: &SessionCtx, to: Jid, mut el: Elemen
             }
             "unsubscribe" => match existing {
                 Some(mut item) if matches!(item.subscription, Subscription::To | Subscription::Both) || item.ask => {
-                    item.subscription = match item.subscription {
-                        Subscription::Both | Subscription::From => Subscription::From,
-                        _ => Subscription::None,
-                    };
+                    item.subscription = drop_to(item.subscription);
                     item.ask = false;
                     save_and_push(router, &owner, &item).await
                 }
@@ -249,10 +275,7 @@ pub async fn outbound(router: &Router, ctx: &SessionCtx, to: Jid, mut el: Elemen
                 match existing {
                     Some(mut item) if matches!(item.subscription, Subscription::From | Subscription::Both) || item.approved => {
                         let was_from = matches!(item.subscription, Subscription::From | Subscription::Both);
-                        item.subscription = match item.subscription {
-                            Subscription::Both | Subscription::To => Subscription::To,
-                            _ => Subscription::None,
-                        };
+                        item.subscription = drop_from(item.subscription);
                         item.approved = false;
                         let r = save_and_push(router, &owner, &item).await;
                         if was_from {
@@ -310,10 +333,7 @@ pub async fn inbound(router: &Router, from: &Jid, to: &Jid, el: Element) {
                 return;
             }
             Some(mut item) if item.approved => {
-                item.subscription = match item.subscription {
-                    Subscription::To => Subscription::Both,
-                    _ => Subscription::From,
-                };
+                item.subscription = add_from(item.subscription);
                 item.approved = false;
                 if let Err(e) = save_and_push(router, &owner, &item).await {
                     tracing::error!(error = %e, "roster store failed");
@@ -335,10 +355,7 @@ pub async fn inbound(router: &Router, from: &Jid, to: &Jid, el: Element) {
         },
         "subscribed" => match existing {
             Some(mut item) if item.ask => {
-                item.subscription = match item.subscription {
-                    Subscription::From | Subscription::Both => Subscription::Both,
-                    _ => Subscription::To,
-                };
+                item.subscription = add_to(item.subscription);
                 item.ask = false;
                 if let Err(e) = save_and_push(router, &owner, &item).await {
                     tracing::error!(error = %e, "roster store failed");
@@ -353,10 +370,7 @@ pub async fn inbound(router: &Router, from: &Jid, to: &Jid, el: Element) {
             match existing {
                 Some(mut item) if matches!(item.subscription, Subscription::From | Subscription::Both) || item.approved => {
                     let was_from = matches!(item.subscription, Subscription::From | Subscription::Both);
-                    item.subscription = match item.subscription {
-                        Subscription::Both | Subscription::To => Subscription::To,
-                        _ => Subscription::None,
-                    };
+                    item.subscription = drop_from(item.subscription);
                     item.approved = false;
                     if let Err(e) = save_and_push(router, &owner, &item).await {
                         tracing::error!(error = %e, "roster store failed");
@@ -375,10 +389,7 @@ pub async fn inbound(router: &Router, from: &Jid, to: &Jid, el: Element) {
         }
         "unsubscribed" => match existing {
             Some(mut item) if matches!(item.subscription, Subscription::To | Subscription::Both) || item.ask => {
-                item.subscription = match item.subscription {
-                    Subscription::Both | Subscription::From => Subscription::From,
-                    _ => Subscription::None,
-                };
+                item.subscription = drop_to(item.subscription);
                 item.ask = false;
                 if let Err(e) = save_and_push(router, &owner, &item).await {
                     tracing::error!(error = %e, "roster store failed");
@@ -416,6 +427,27 @@ pub async fn deliver_pending(router: &Router, ctx: &SessionCtx) {
     for (_, xml) in pending {
         if let Some(el) = crate::c2s::parse_stored(&xml) {
             session.send(el);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Subscription::*;
+
+    #[test]
+    fn subscription_transitions() {
+        for (s, from, to, no_from, no_to) in [
+            (None, From, To, None, None),
+            (To, Both, To, To, None),
+            (From, From, Both, None, From),
+            (Both, Both, Both, To, From),
+        ] {
+            assert_eq!(add_from(s), from, "add_from({s:?})");
+            assert_eq!(add_to(s), to, "add_to({s:?})");
+            assert_eq!(drop_from(s), no_from, "drop_from({s:?})");
+            assert_eq!(drop_to(s), no_to, "drop_to({s:?})");
         }
     }
 }
