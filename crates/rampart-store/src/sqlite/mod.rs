@@ -95,6 +95,24 @@ impl SqliteStore {
     ///
     /// The parent directory must exist.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
+        // Switching a brand-new file to WAL takes an exclusive lock, and SQLite can answer
+        // "database is locked" at once (without its busy handler) when several processes
+        // create the file at the same moment — e.g. `rampart user add` racing a first
+        // `serve`. Such an open is retried; any other error is final.
+        let mut attempt = 0u32;
+        loop {
+            match Self::open_once(path).await {
+                Err(StoreError::Backend(msg)) if attempt < 10 && (msg.contains("locked") || msg.contains("busy")) => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %msg, "database busy while opening; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(path: &Path) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
