@@ -377,6 +377,7 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
         Element::new("ver", ns::ROSTERVER),
         Element::new("sub", ns::PRE_APPROVAL),
         Element::new("sm", ns::SM),
+        Element::new("csi", ns::CSI),
     ]));
     conn.flush().await?;
     loop {
@@ -458,6 +459,55 @@ fn random_resource() -> String {
 /// Most stanzas written to the socket per flush while more are waiting.
 const MAX_BATCH: usize = 64;
 
+/// XEP-0352 Client State Indication: what waits while the client is inactive.
+#[derive(Default)]
+struct Csi {
+    inactive: bool,
+    held: Vec<Element>,
+}
+
+/// Most stanzas held for an inactive client before they are written anyway.
+const CSI_MAX_HELD: usize = 256;
+
+impl Csi {
+    /// Hold a stanza; true if the buffer is full and should be written now.
+    fn hold(&mut self, el: Element) -> bool {
+        // A newer presence from the same entity replaces the older one.
+        if el.name == "presence"
+            && let Some(pos) = self.held.iter().position(|h| h.name == "presence" && h.attr("from") == el.attr("from"))
+        {
+            self.held.remove(pos);
+        }
+        self.held.push(el);
+        self.held.len() >= CSI_MAX_HELD
+    }
+
+    fn flush<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut XmlConn<S>, sm: &mut Option<sm::SmState>) {
+        for el in self.held.drain(..) {
+            write_stanza(conn, sm, &el);
+        }
+    }
+}
+
+/// Must reach an inactive client at once: messages with content, IQs, and anything about
+/// subscriptions. Presence updates and chat states can wait.
+fn is_important(el: &Element) -> bool {
+    match el.name.as_str() {
+        "message" => el.elements().any(|c| {
+            !matches!(c.ns.as_str(), "http://jabber.org/protocol/chatstates" | "urn:xmpp:chat-markers:0" | "urn:xmpp:receipts")
+        }),
+        "presence" => matches!(el.attr("type"), Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" | "error")),
+        _ => true,
+    }
+}
+
+fn write_stanza<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut XmlConn<S>, sm: &mut Option<sm::SmState>, el: &Element) {
+    conn.queue(el);
+    if let Some(s) = sm.as_mut() {
+        s.sent(el);
+    }
+}
+
 /// How a bound session's connection ended.
 enum End {
     /// The session is over (clean close, stream error, conflict, or no resumption).
@@ -475,10 +525,20 @@ async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
     peer: SocketAddr,
 ) {
     let router = &shared.router;
+    // XEP-0352: while the client says it is inactive, unimportant stanzas wait here.
+    let mut csi = Csi::default();
     let end: End = 'run: loop {
         // Handle every complete stanza already buffered.
         loop {
             match conn.poll_buffered() {
+                Ok(Some(Event::Stanza(el))) if el.ns == ns::CSI => match el.name.as_str() {
+                    "active" => {
+                        csi.inactive = false;
+                        csi.flush(&mut conn, &mut sm);
+                    }
+                    "inactive" => csi.inactive = true,
+                    _ => break 'run End::Close(Some(stream_err(Sec::UnsupportedStanzaType, None))),
+                },
                 Ok(Some(Event::Stanza(el))) if el.ns == ns::SM => match sm_nonza(&shared, &mut conn, &ctx, &mut sm, &el) {
                     Ok(()) => {}
                     Err(e) => break 'run End::Close(Some(e)),
@@ -524,9 +584,13 @@ async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 while let Some(m) = next.take() {
                     match m {
                         Outbound::Stanza(el) => {
-                            conn.queue(&el);
-                            if let Some(s) = sm.as_mut() {
-                                s.sent(&el);
+                            if csi.inactive && !is_important(&el) {
+                                if csi.hold(el) {
+                                    csi.flush(&mut conn, &mut sm);
+                                }
+                            } else {
+                                csi.flush(&mut conn, &mut sm);
+                                write_stanza(&mut conn, &mut sm, &el);
                             }
                         }
                         Outbound::Close(e) => {
@@ -539,7 +603,7 @@ async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
                         next = rx.try_recv().ok();
                     }
                 }
-                if let Some(s) = &sm {
+                if let Some(s) = sm.as_ref().filter(|_| conn.queued() > 0) {
                     if s.unacked.len() > sm::MAX_UNACKED {
                         break 'run End::Close(Some(stream_err(Sec::PolicyViolation, Some("too many unacknowledged stanzas"))));
                     }
@@ -556,6 +620,14 @@ async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
+    // Stanzas held back for an inactive client count as written (SM) or go back to the
+    // router like any unwritten stanza.
+    for el in csi.held.drain(..) {
+        match sm.as_mut() {
+            Some(s) => s.sent(&el),
+            None => requeue(router, &ctx, el).await,
+        }
+    }
     // A resumable session whose connection broke waits for its client to come back.
     let resumable = sm.as_ref().and_then(|s| s.resume_id.clone());
     if let (End::Broken, Some(id), Some(sm)) = (&end, resumable, sm.take()) {
