@@ -216,3 +216,28 @@ async def test_export_errors(server, traffic, tmp_path):
     assert r.returncode != 0 and "already" in r.stderr, (r.stdout, r.stderr)
     r = server.cli("archive", "export", "--format", "pdf", "--out", str(tmp_path / "pdf"))
     assert r.returncode != 0 and "format" in r.stderr, (r.stdout, r.stderr)
+
+
+async def test_cli_verify_export(server, traffic, tmp_path):
+    """`rampart archive verify-export` accepts a genuine export (with the archive's public
+    key), and refuses an edited record, a wrong key and a malformed key."""
+    out = tmp_path / "exp"
+    export(server, out, "--format", "jsonl")
+    key = public_key(server)
+    r = server.cli("archive", "verify-export", str(out), "--public-key", key)
+    assert r.returncode == 0 and r.stdout.startswith("ok:"), r.stdout + r.stderr
+
+    records = out / "records.jsonl"
+    lines = records.read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["body"] = "rewritten after the fact"
+    lines[0] = json.dumps(rec)
+    records.write_text("\n".join(lines) + "\n")
+    r = server.cli("archive", "verify-export", str(out))
+    assert r.returncode == 1 and r.stdout.startswith("INVALID"), r.stdout + r.stderr
+
+    export(server, tmp_path / "exp2", "--format", "jsonl")
+    r = server.cli("archive", "verify-export", str(tmp_path / "exp2"), "--public-key", "ab" * 32)
+    assert r.returncode == 1 and "INVALID" in r.stdout, r.stdout + r.stderr
+    r = server.cli("archive", "verify-export", str(tmp_path / "exp2"), "--public-key", "xyz")
+    assert r.returncode != 0 and "64 hex digits" in r.stderr, r.stderr

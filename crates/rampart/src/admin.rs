@@ -259,6 +259,37 @@ pub async fn archive_export(cfg: &Config, format: &str, out: &Path, text: Option
     Ok(())
 }
 
+/// `rampart archive verify-export DIR`: true if the export checks out.
+pub fn verify_export(dir: &Path, public_key: Option<&str>) -> Result<bool> {
+    let key = match public_key {
+        None => None,
+        Some(hex) => {
+            let hex = hex.trim();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("--public-key: expected 64 hex digits (the content of archive-signing.pub)");
+            }
+            let mut k = [0u8; 32];
+            for (i, byte) in k.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+            }
+            Some(k)
+        }
+    };
+    match rampart_archive::verify_export(dir, key.as_ref()) {
+        Ok(v) => {
+            println!(
+                "ok: {} records verified against checkpoint {} signed by {}",
+                v.records, v.checkpoint_seq, v.public_key
+            );
+            Ok(true)
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            Ok(false)
+        }
+    }
+}
+
 pub async fn hold_add(cfg: &Config, reason: String, text: Option<String>, filter: &ArchiveFilter) -> Result<()> {
     let archive = open_archive(cfg).await?;
     let q = filter.query(cfg, text)?;

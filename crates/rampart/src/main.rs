@@ -105,6 +105,15 @@ enum ArchiveCommand {
         #[command(flatten)]
         filter: admin::ArchiveFilter,
     },
+    /// Check an export directory on its own: every record's hash, the chain links, the file
+    /// digests, and the Ed25519 signature of the covering checkpoint.
+    VerifyExport {
+        dir: PathBuf,
+        /// The archive's public key (hex, from archive-signing.pub) to require; without it
+        /// the key in the manifest is used, which proves integrity but not origin.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
     /// Legal holds: suspend retention for what they cover.
     #[command(subcommand)]
     Hold(HoldCommand),
@@ -235,6 +244,12 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 ArchiveCommand::Search { query, filter, json } => admin::archive_search(&cfg, query, &filter, json).await,
                 ArchiveCommand::Export { format, out, text, filter } => admin::archive_export(&cfg, &format, &out, text, &filter).await,
+                ArchiveCommand::VerifyExport { dir, public_key } => {
+                    if !admin::verify_export(&dir, public_key.as_deref())? {
+                        std::process::exit(1);
+                    }
+                    Ok(())
+                }
                 ArchiveCommand::Hold(HoldCommand::Add { reason, text, filter }) => admin::hold_add(&cfg, reason, text, &filter).await,
                 ArchiveCommand::Hold(HoldCommand::List) => admin::hold_list(&cfg).await,
                 ArchiveCommand::Hold(HoldCommand::Release { id }) => admin::hold_release(&cfg, id).await,
