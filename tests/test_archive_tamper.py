@@ -136,7 +136,9 @@ def test_untouched_copy_verifies(archive_server):
     assert m, r.stdout
     n = len(archive_server.records)
     assert int(m.group(1)) == n and int(m.group(3)) == n, (n, r.stdout)
-    assert int(m.group(2)) >= n // 5, f"expected a checkpoint every 5 records: {r.stdout}"
+    # checkpoint_every_records = 5: a checkpoint follows the group commit that crosses each
+    # 5 records, so how many there are depends on how the records were batched.
+    assert 1 <= int(m.group(2)) <= n // 5, f"expected checkpoints every >= 5 records: {r.stdout}"
 
 
 def test_changed_body(archive_server):

@@ -218,6 +218,17 @@ impl Archive {
         rx.await.map_err(|_| ArchiveError::Closed)?
     }
 
+    /// Queue one record for the writer and return at once with a [`Pending`] that resolves
+    /// to its sequence number when the group commit holding it is durable. Records queued
+    /// one after another by one caller are committed in that order. Lets a caller keep
+    /// several appends in flight (larger group commits) while still acting on each one
+    /// only once it is durable.
+    pub async fn enqueue(&self, rec: NewRecord) -> Result<Pending> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Cmd::Append(Box::new(rec), tx)).await.map_err(|_| ArchiveError::Closed)?;
+        Ok(Pending(rx))
+    }
+
     /// Make and store a signed checkpoint of the current head.
     pub async fn checkpoint(&self) -> Result<Checkpoint> {
         let (tx, rx) = oneshot::channel();
@@ -395,6 +406,16 @@ fn rows_to_records(rows: Vec<StoredRow>) -> Result<Vec<Record>> {
 }
 
 /// The writer task: group commit, checkpoints.
+/// An append queued with [`Archive::enqueue`]: await it for the record's sequence number
+/// once it is durable (an error means it was not stored).
+pub struct Pending(oneshot::Receiver<Result<u64>>);
+
+impl Pending {
+    pub async fn committed(self) -> Result<u64> {
+        self.0.await.map_err(|_| ArchiveError::Closed)?
+    }
+}
+
 async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
     let opts = inner.opts.clone();
     let max_batch = opts.max_batch.max(1);

@@ -33,6 +33,29 @@ pub struct SessionCtx {
     pub available: bool,
     /// `<status/>` of the last unavailable presence (XEP-0012 last activity).
     pub last_status: Option<String>,
+    /// This session's ordered delivery queue (messages waiting for their archive record).
+    pub deliveries: Option<DeliveryTx>,
+}
+
+/// A message whose archive record is queued: delivered by [`delivery_task`] once durable.
+pub struct Delivery {
+    pending: rampart_archive::Pending,
+    el: Element,
+    to: Jid,
+    from: Option<Jid>,
+    targets: Vec<crate::sessions::Resource>,
+    offline: bool,
+}
+
+pub type DeliveryTx = tokio::sync::mpsc::UnboundedSender<Delivery>;
+
+/// One per session: delivers the session's messages in the order they were sent, each once
+/// its archive record is durable. Ends when the session's sender is dropped and the queue
+/// is empty, so nothing accepted is left undelivered.
+pub async fn delivery_task(router: Arc<Router>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
+    while let Some(d) = rx.recv().await {
+        router.deliver_committed(d).await;
+    }
 }
 
 /// An IQ `get`/`set` handler for one payload namespace, addressed to the server (or, for
@@ -156,7 +179,14 @@ impl Router {
             "message" => {
                 // RFC 6120 §10.3.1: no `to` means the sender's own bare JID.
                 let to = to.unwrap_or_else(|| ctx.jid.bare());
-                self.route(&to, el).await;
+                if self.is_local(&to) && to.node().is_some() {
+                    // (A message the recipient blocks is refused and answered right there.)
+                    if !self.blocked_inbound(&to, &el).await {
+                        self.route_message_ordered(&to, el, true, ctx.deliveries.as_ref()).await;
+                    }
+                } else {
+                    self.route(&to, el).await;
+                }
             }
             "presence" => presence::outbound(self, ctx, to, el).await,
             "iq" => self.client_iq(ctx, to, el).await,
@@ -275,20 +305,7 @@ impl Router {
                 .with_text("federation with other domains is not enabled on this server"));
             return;
         }
-        if let Some(from) = el.attr("from").and_then(|f| Jid::parse(f).ok())
-            && to.node().is_some()
-            && modules::blocking::is_blocked(self, to.bare_str(), &from).await
-        {
-            // XEP-0191 §3.3: dropped; messages and IQ requests get service-unavailable.
-            if el.name == "message" && is_archivable(&el) {
-                let verdict = ArchiveVerdict::Bounced { condition: "blocked-by-recipient".into() };
-                self.archive_refusal(&el, &from, to, verdict).await;
-            }
-            if (el.name == "message" && el.attr("type") != Some("error"))
-                || (el.name == "iq" && matches!(el.attr("type"), Some("get" | "set")))
-            {
-                self.bounce(&el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
-            }
+        if to.node().is_some() && self.blocked_inbound(to, &el).await {
             return;
         }
         if to.node().is_none() {
@@ -314,7 +331,12 @@ impl Router {
     }
 
     /// RFC 6121 §8.5 message delivery, behind the guard and the archive when `inspect`.
-    async fn route_message(&self, to: &Jid, mut el: Element, inspect: bool) {
+    async fn route_message(&self, to: &Jid, el: Element, inspect: bool) {
+        self.route_message_ordered(to, el, inspect, None).await
+    }
+
+    /// [`Router::route_message`] with the sending session's ordered delivery queue.
+    async fn route_message_ordered(&self, to: &Jid, mut el: Element, inspect: bool, ordered: Option<&DeliveryTx>) {
         // RFC 6121 §5.2.2: an unknown or missing type is handled as `normal`.
         let ty = match el.attr("type") {
             Some(t @ ("chat" | "headline" | "groupchat" | "error")) => t,
@@ -357,7 +379,30 @@ impl Router {
         if archivable && (offline || !targets.is_empty()) {
             let verdict = if offline { ArchiveVerdict::Offline } else { ArchiveVerdict::Delivered };
             let from_s = from.as_ref().map(|f| f.as_str().to_owned()).unwrap_or_default();
-            match self.archive(message_record(&el, &from_s, to.as_str(), verdict)).await {
+            let rec = message_record(&el, &from_s, to.as_str(), verdict);
+            // From a session: queue the record and hand delivery to the session's ordered
+            // delivery task, which delivers once the record is durable. The session reads
+            // on meanwhile, so group commits grow with load.
+            if let (Some(queue), Some(archive)) = (ordered, &self.services.archive) {
+                match archive.enqueue(rec).await {
+                    Ok(pending) => {
+                        let d = Delivery { pending, el, to: to.clone(), from, targets, offline };
+                        if let Err(failed) = queue.send(d) {
+                            // The delivery task is gone (cannot happen while the session
+                            // lives); deliver here instead.
+                            let d = failed.0;
+                            self.deliver_committed(d).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "archive append failed: holding the stanza");
+                        self.bounce(&el, StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError)
+                            .with_text("not delivered: the compliance archive is unavailable"));
+                    }
+                }
+                return;
+            }
+            match self.archive(rec).await {
                 Ok(Some(seq)) => stamp_stanza_id(&mut el, &bare, seq),
                 Ok(None) => {}
                 Err(()) => {
@@ -367,22 +412,77 @@ impl Router {
                 }
             }
         }
+        self.finish_delivery(from.as_ref(), to, el, &targets, offline, inspect).await;
+    }
+
+    /// The last step of message delivery: carbons, then the target sessions or offline
+    /// storage. A target that vanished meanwhile does not lose the message: it is routed
+    /// again to the account (another resource or offline storage).
+    async fn finish_delivery(&self, from: Option<&Jid>, to: &Jid, el: Element, targets: &[crate::sessions::Resource], offline: bool, inspect: bool) {
         if inspect
-            && let Some(from) = from.as_ref().filter(|f| f.is_full() && self.is_local(f))
+            && let Some(from) = from.filter(|f| f.is_full() && self.is_local(f))
         {
             modules::carbons::copy_sent(self, from, None, &el);
         }
         if !offline && !targets.is_empty() {
-            modules::carbons::copy_received(self, &bare, &targets, &el);
+            modules::carbons::copy_received(self, to.bare_str(), targets, &el);
         }
         if offline {
-            offline::store(self, to, el).await;
-        } else if let Some((last, rest)) = targets.split_last() {
-            for r in rest {
-                r.send(el.clone());
+            // A sender quarantined while this message waited for its record: its copies
+            // waiting offline are withdrawn, and this one joins them.
+            if let Some(f) = from.filter(|f| self.quarantine.reason(f.bare_str()).is_some()) {
+                tracing::warn!(from = %f, to = %to, "offline copy from a quarantined account withdrawn");
+                return;
             }
-            last.send(el);
+            offline::store(self, to, el).await;
+            return;
         }
+        let mut lost = None;
+        for r in targets {
+            if !r.send(el.clone()) {
+                lost = Some(el.clone());
+            }
+        }
+        if let Some(el) = lost
+            && !matches!(el.attr("type"), Some("error" | "headline" | "groupchat"))
+        {
+            Box::pin(self.redeliver_message(&to.bare(), el)).await;
+        }
+    }
+
+    /// Deliver a message whose archive record was queued (see [`Delivery`]).
+    pub async fn deliver_committed(&self, d: Delivery) {
+        let Delivery { pending, mut el, to, from, targets, offline } = d;
+        match pending.committed().await {
+            Ok(seq) => {
+                stamp_stanza_id(&mut el, to.bare_str(), seq);
+                self.finish_delivery(from.as_ref(), &to, el, &targets, offline, true).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "archive append failed: holding the stanza");
+                self.bounce(&el, StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError)
+                    .with_text("not delivered: the compliance archive is unavailable"));
+            }
+        }
+    }
+
+    /// XEP-0191 §3.3: is `el` from someone the recipient blocks? Then it is refused here
+    /// (messages and IQ requests get service-unavailable; refused messages are archived).
+    async fn blocked_inbound(&self, to: &Jid, el: &Element) -> bool {
+        let Some(from) = el.attr("from").and_then(|f| Jid::parse(f).ok()) else { return false };
+        if !modules::blocking::is_blocked(self, to.bare_str(), &from).await {
+            return false;
+        }
+        if el.name == "message" && is_archivable(el) {
+            let verdict = ArchiveVerdict::Bounced { condition: "blocked-by-recipient".into() };
+            self.archive_refusal(el, &from, to, verdict).await;
+        }
+        if (el.name == "message" && el.attr("type") != Some("error"))
+            || (el.name == "iq" && matches!(el.attr("type"), Some("get" | "set")))
+        {
+            self.bounce(el, StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
+        }
+        true
     }
 
     /// Bounce an undeliverable message with `service-unavailable`, archiving the bounce.

@@ -447,7 +447,9 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
             result.set_attr("id", i);
         }
         conn.send(&result).await?;
-        let ctx = SessionCtx { id, jid, directed: Default::default(), available: false, last_status: None };
+        let (dtx, drx) = mpsc::unbounded_channel();
+        tokio::spawn(crate::router::delivery_task(router.clone(), drx));
+        let ctx = SessionCtx { id, jid, directed: Default::default(), available: false, last_status: None, deliveries: Some(dtx) };
         return Ok(Bound::New(ctx, rx));
     }
 }
