@@ -279,6 +279,22 @@ type ScopedKey = (Arc<str>, (KeyKind, u64));
 /// Distinct accounts, and until when the scope is flagged.
 type Flagged = (Window, Option<i64>);
 
+/// Add `member` to a key's sliding window and say whether the rule fires: on the message
+/// that crosses the threshold, and on every later one while the key stays flagged (a
+/// window's length after the last firing). Returns the window's size when it fires.
+fn fires((w, flagged_until): &mut Flagged, member: &Arc<str>, now: i64, r: RuleParams) -> Option<usize> {
+    w.prune(now, r.window_ms);
+    let before = w.items.len();
+    w.touch(member, now);
+    let count = w.items.len();
+    let crossed = count >= r.threshold && before < r.threshold;
+    if !crossed && !flagged_until.is_some_and(|u| u >= now) {
+        return None;
+    }
+    *flagged_until = Some(now + r.window_ms);
+    Some(count)
+}
+
 /// The in-memory state of all outbreak rules. Not thread-safe by itself: the guard keeps it
 /// behind a mutex.
 pub struct Outbreak {
@@ -427,18 +443,11 @@ impl Outbreak {
         now: i64,
     ) -> Option<Detection> {
         let r = self.p.blast;
-        let (w, flagged_until) = self
+        let flagged = self
             .blast
             .get_or_insert_with(&(from.clone(), key.id()), Default::default);
-        w.prune(now, r.window_ms);
-        let before = w.items.len();
-        w.touch(to, now);
-        let count = w.items.len();
-        let crossed = count >= r.threshold && before < r.threshold;
-        if !crossed && !flagged_until.is_some_and(|u| u >= now) {
-            return None;
-        }
-        *flagged_until = Some(now + r.window_ms);
+        let count = fires(flagged, to, now, r)?;
+        let w = &flagged.0;
         let chain = w
             .items
             .iter()
@@ -574,18 +583,11 @@ impl Outbreak {
         now: i64,
     ) -> Option<Detection> {
         let r = self.p.room_bots;
-        let (w, flagged_until) = self
+        let flagged = self
             .rooms
             .get_or_insert_with(&(room.clone(), key.id()), Default::default);
-        w.prune(now, r.window_ms);
-        let before = w.items.len();
-        w.touch(from, now);
-        let count = w.items.len();
-        let crossed = count >= r.threshold && before < r.threshold;
-        if !crossed && !flagged_until.is_some_and(|u| u >= now) {
-            return None;
-        }
-        *flagged_until = Some(now + r.window_ms);
+        let count = fires(flagged, from, now, r)?;
+        let w = &flagged.0;
         let chain = w
             .items
             .iter()
