@@ -396,8 +396,7 @@ impl Router {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "archive append failed: holding the stanza");
-                        self.bounce(&el, StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError)
-                            .with_text("not delivered: the compliance archive is unavailable"));
+                        self.bounce_unarchived(&el);
                     }
                 }
                 return;
@@ -406,8 +405,7 @@ impl Router {
                 Ok(Some(seq)) => stamp_stanza_id(&mut el, &bare, seq),
                 Ok(None) => {}
                 Err(()) => {
-                    self.bounce(&el, StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError)
-                        .with_text("not delivered: the compliance archive is unavailable"));
+                    self.bounce_unarchived(&el);
                     return;
                 }
             }
@@ -450,6 +448,12 @@ impl Router {
         }
     }
 
+    /// Fail closed: a message whose record could not be made durable is not delivered.
+    fn bounce_unarchived(&self, el: &Element) {
+        self.bounce(el, StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError)
+            .with_text("not delivered: the compliance archive is unavailable"));
+    }
+
     /// Deliver a message whose archive record was queued (see [`Delivery`]).
     pub async fn deliver_committed(&self, d: Delivery) {
         let Delivery { pending, mut el, to, from, targets, offline } = d;
@@ -460,8 +464,7 @@ impl Router {
             }
             Err(e) => {
                 tracing::error!(error = %e, "archive append failed: holding the stanza");
-                self.bounce(&el, StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError)
-                    .with_text("not delivered: the compliance archive is unavailable"));
+                self.bounce_unarchived(&el);
             }
         }
     }
