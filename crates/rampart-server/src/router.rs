@@ -74,6 +74,18 @@ pub trait IqHandler: Send + Sync {
     ) -> Result<Option<Element>, StanzaError>;
 }
 
+/// A service on its own subdomain of the server (`conference.<domain>`, `upload.<domain>`):
+/// an in-process counterpart of an XEP-0114 component. The router hands it every stanza
+/// addressed to its domain (any localpart or resource), with `from` already stamped and
+/// checked; the component answers through the router ([`Router::route`], [`Router::bounce`]).
+#[async_trait]
+pub trait Component: Send + Sync {
+    /// The name shown in the server's disco#items.
+    fn name(&self) -> &str;
+    /// Handle one stanza addressed to the component's domain.
+    async fn handle(&self, router: &Router, el: Element);
+}
+
 /// Shared server state and the routing logic.
 pub struct Router {
     pub domain: String,
@@ -91,6 +103,8 @@ pub struct Router {
     /// Accounts under quarantine (cache of the security store).
     pub quarantine: QuarantineCache,
     iq_handlers: HashMap<&'static str, Arc<dyn IqHandler>>,
+    /// Subdomain services by domain (see [`Component`]).
+    components: HashMap<String, Arc<dyn Component>>,
 }
 
 /// Every IQ namespace served, with its handler, in disco order.
@@ -127,7 +141,26 @@ impl Router {
             services,
             quarantine: QuarantineCache::default(),
             iq_handlers,
+            components: HashMap::new(),
         })
+    }
+
+    /// Serve `domain` (a subdomain of ours) with `component`. Called while wiring the
+    /// server, before it listens.
+    pub fn add_component(&mut self, domain: impl Into<String>, component: Arc<dyn Component>) {
+        self.components.insert(domain.into(), component);
+    }
+
+    /// The component serving `domain`, if any.
+    pub fn component(&self, domain: &str) -> Option<&Arc<dyn Component>> {
+        self.components.get(domain)
+    }
+
+    /// `(domain, name)` of every component, sorted (the server's disco#items).
+    pub fn component_items(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self.components.iter().map(|(d, c)| (d.clone(), c.name().to_owned())).collect();
+        v.sort();
+        v
     }
 
     /// Features of every registered IQ handler, sorted and de-duplicated.
@@ -291,6 +324,10 @@ impl Router {
 
     /// Deliver an addressed stanza (already stamped with `from`) to its destination.
     pub async fn route(&self, to: &Jid, el: Element) {
+        if let Some(c) = self.components.get(to.domain()) {
+            let c = c.clone();
+            return Box::pin(c.handle(self, el)).await;
+        }
         if !self.is_local(to) {
             // Federation is not available yet: nothing leaves the server. The attempt is
             // on the record all the same.

@@ -46,6 +46,14 @@ impl Server {
         Ok(Server { router: Arc::new(router), tls })
     }
 
+    /// Serve a subdomain with an in-process component (see [`crate::router::Component`]).
+    pub fn with_component(mut self, domain: impl Into<String>, component: Arc<dyn crate::router::Component>) -> Self {
+        Arc::get_mut(&mut self.router)
+            .expect("components are added before the router is shared")
+            .add_component(domain, component);
+        self
+    }
+
     /// The router (for tests and embedding).
     pub fn router(&self) -> &Arc<Router> {
         &self.router

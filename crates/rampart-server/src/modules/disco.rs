@@ -1,8 +1,8 @@
-//! XEP-0030 Service Discovery: the server's identity and features, and (empty) items;
+//! XEP-0030 Service Discovery: the server's identity and features, and its components as items;
 //! on a user's bare JID, the account identity (XEP-0030 §3.1 `account/registered`).
 
 use async_trait::async_trait;
-use rampart_proto::disco::{DiscoInfo, DiscoItems, Identity};
+use rampart_proto::disco::{DiscoInfo, DiscoItem, DiscoItems, Identity};
 use rampart_proto::{DefinedCondition, Element, ErrorType, StanzaError, ns};
 
 use crate::router::{IqHandler, Router, SessionCtx};
@@ -62,8 +62,15 @@ impl IqHandler for DiscoItemsHandler {
         &[ns::DISCO_ITEMS]
     }
 
-    async fn handle(&self, _: &Router, _: &mut SessionCtx, iq: &Element, payload: &Element) -> Result<Option<Element>, StanzaError> {
+    async fn handle(&self, router: &Router, _: &mut SessionCtx, iq: &Element, payload: &Element) -> Result<Option<Element>, StanzaError> {
         get_only(iq, payload)?;
-        Ok(Some(DiscoItems { node: None, items: vec![] }.into()))
+        let to_account = iq.attr("to").is_some_and(|t| t != router.domain);
+        let items = if to_account {
+            vec![]
+        } else {
+            // The server's subdomain services (rooms, upload, ...).
+            router.component_items().into_iter().filter_map(|(jid, name)| Some(DiscoItem { jid: rampart_proto::Jid::parse(&jid).ok()?, node: None, name: Some(name) })).collect()
+        };
+        Ok(Some(DiscoItems { node: None, items }.into()))
     }
 }
