@@ -155,10 +155,11 @@ _user_counter = itertools.count(1)
 class User:
     localpart: str
     password: str
+    domain: str = DOMAIN
 
     @property
     def jid(self) -> str:
-        return f"{self.localpart}@{DOMAIN}"
+        return f"{self.localpart}@{self.domain}"
 
 
 class ServerDied(AssertionError):
@@ -169,8 +170,18 @@ class RampartServer:
     """One Rampart server process with its own config and data directory."""
 
     def __init__(self, workdir: Path, limits: dict | None = None, extra_toml: str = "",
-                 guard: dict | None = None):
+                 guard: dict | None = None, http: bool = False, domain: str = DOMAIN,
+                 tls: tuple[Path, Path] | None = None, ca_path: Path | None = None,
+                 s2s: dict | None = None):
         self.workdir = Path(workdir)
+        # Federation tests run servers with other domains and certificates from a test CA:
+        # `tls` = (cert, key) files, `ca_path` = the CA clients trust, `s2s` = the [s2s]
+        # table (then `listen.s2s` is set on a free port, `self.s2s_port`).
+        self.domain = domain
+        self.tls_files = tls
+        self.ca_path = Path(ca_path) if ca_path else None
+        self.s2s = dict(s2s) if s2s is not None else None
+        self.s2s_port: int | None = free_ports(1)[0] if s2s is not None else None
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
@@ -181,6 +192,8 @@ class RampartServer:
         # The [guard] table (nested dicts are sub-tables such as [guard.clamav]).
         self.guard = dict(guard or {})
         self.c2s_port, self.c2s_tls_port = free_ports(2)
+        # The HTTPS (upload) listener, only when asked for.
+        self.http_port: int | None = free_ports(1)[0] if http else None
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
         self._starts = 0
@@ -189,13 +202,22 @@ class RampartServer:
     # -- config ---------------------------------------------------------
     def config_text(self) -> str:
         lines = [
-            f"domain = {toml_value(DOMAIN)}",
+            f"domain = {toml_value(self.domain)}",
             f"data_dir = {toml_value(str(self.data_dir))}",
             "",
             "[listen]",
             f'c2s = "{HOST}:{self.c2s_port}"',
             f'c2s_tls = "{HOST}:{self.c2s_tls_port}"',
         ]
+        if self.http_port:
+            lines.append(f'http = "{HOST}:{self.http_port}"')
+        if self.s2s_port:
+            lines.append(f's2s = "{HOST}:{self.s2s_port}"')
+        if self.tls_files:
+            lines += ["", "[tls]", f"cert = {toml_value(str(self.tls_files[0]))}",
+                      f"key = {toml_value(str(self.tls_files[1]))}"]
+        if self.s2s is not None:
+            lines += ["", *toml_table("s2s", self.s2s)]
         if self.limits:
             lines += ["", "[limits]"]
             lines += [f"{k} = {toml_value(v)}" for k, v in self.limits.items()]
@@ -210,6 +232,9 @@ class RampartServer:
 
     @property
     def cert_path(self) -> Path:
+        """What clients trust: the test CA if one was given, else the generated cert."""
+        if self.ca_path:
+            return self.ca_path
         return self.data_dir / "tls" / "cert.pem"
 
     # -- CLI ------------------------------------------------------------
@@ -225,12 +250,12 @@ class RampartServer:
         n = next(_user_counter)
         localpart = f"{prefix}{n}x{secrets.token_hex(3)}".lower()
         password = password or ("pw-" + secrets.token_urlsafe(12))
-        r = self.cli("user", "add", f"{localpart}@{DOMAIN}", "--password", password)
+        r = self.cli("user", "add", f"{localpart}@{self.domain}", "--password", password)
         assert r.returncode == 0, (
-            f"`rampart user add {localpart}@{DOMAIN}` failed with exit code "
+            f"`rampart user add {localpart}@{self.domain}` failed with exit code "
             f"{r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
         )
-        return User(localpart, password)
+        return User(localpart, password, self.domain)
 
     def unknown_user(self, prefix: str = "ghost") -> User:
         """A user that was never created."""
@@ -266,6 +291,7 @@ class RampartServer:
                     f"rampart serve exited with code {self.proc.returncode} during "
                     f"startup. Log:\n{self.log_text()}")
             if (self._port_open(self.c2s_port) and self._port_open(self.c2s_tls_port)
+                    and (not self.http_port or self._port_open(self.http_port))
                     and self.cert_path.exists()):
                 return
             if time.monotonic() > deadline:
@@ -539,7 +565,7 @@ class Client(slixmpp.ClientXMPP):
             raise AssertionError(f"no response to IQ within {timeout}s: {iq}") from None
 
     async def ping_server(self, timeout: float = 10):
-        resp = await self.iq("get", f"<ping xmlns='{NS_PING}'/>", to=DOMAIN, timeout=timeout)
+        resp = await self.iq("get", f"<ping xmlns='{NS_PING}'/>", to=self.rampart.domain, timeout=timeout)
         assert resp["type"] == "result", f"ping to the server failed: {resp}"
         return resp
 

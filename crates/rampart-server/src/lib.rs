@@ -15,6 +15,7 @@ pub mod limits;
 pub mod modules;
 pub mod pipeline;
 pub mod router;
+pub mod s2s;
 pub mod server;
 pub mod sessions;
 pub mod tls;

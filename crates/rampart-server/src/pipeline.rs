@@ -111,14 +111,35 @@ pub enum Gate {
 impl Router {
     /// Append to the archive, if there is one. `Err` means the record could not be made
     /// durable and the stanza must not be delivered.
-    pub async fn archive(&self, rec: NewRecord) -> Result<Option<u64>, ()> {
+    pub async fn archive(&self, mut rec: NewRecord) -> Result<Option<u64>, ()> {
         let Some(archive) = &self.services.archive else { return Ok(None) };
+        self.classify(&mut rec);
         match archive.append(rec).await {
             Ok(seq) => Ok(Some(seq)),
             Err(e) => {
                 tracing::error!(error = %e, "archive append failed: holding the stanza");
                 Err(())
             }
+        }
+    }
+
+    /// Federated traffic on the record: a record made as `Local` whose sender or recipient
+    /// is on another domain gets `Inbound`/`Outbound` and the remote domain.
+    pub fn classify(&self, rec: &mut NewRecord) {
+        if rec.direction != Direction::Local {
+            return;
+        }
+        let domain_of = |j: &str| -> String {
+            let j = j.split('/').next().unwrap_or("");
+            j.rsplit_once('@').map_or(j, |(_, d)| d).to_owned()
+        };
+        let (from, to) = (domain_of(&rec.from), domain_of(&rec.to));
+        if !from.is_empty() && !self.is_local_domain(&from) {
+            rec.direction = Direction::Inbound;
+            rec.remote_domain = Some(from);
+        } else if !to.is_empty() && !self.is_local_domain(&to) {
+            rec.direction = Direction::Outbound;
+            rec.remote_domain = Some(to);
         }
     }
 
@@ -131,6 +152,12 @@ impl Router {
 
     /// Policy and guard stages for a message from `from` to `to`.
     pub async fn gate_message(&self, from: &Jid, to: &Jid, room: Option<&Jid>, el: &Element) -> Gate {
+        self.gate_message_finding(from, to, room, el).await.0
+    }
+
+    /// [`Router::gate_message`], also returning the guard's finding when it quarantined the
+    /// sender (group chat tells a room's owners whom a room rule quarantined).
+    pub async fn gate_message_finding(&self, from: &Jid, to: &Jid, room: Option<&Jid>, el: &Element) -> (Gate, Option<Finding>) {
         let account = from.bare_str();
         if self.is_local(from)
             && let Some(reason) = self.quarantine.reason(account)
@@ -138,30 +165,30 @@ impl Router {
             let text = format!("your account is quarantined: {reason}");
             self.bounce(el, StanzaError::new(ErrorType::Cancel, DefinedCondition::PolicyViolation).with_text(text));
             self.archive_refusal(el, from, to, ArchiveVerdict::Quarantined { rule: "quarantine".into(), reason }).await;
-            return Gate::Refused;
+            return (Gate::Refused, None);
         }
-        let Some(guard) = &self.services.guard else { return Gate::Pass };
-        let verdict = match tokio::time::timeout(GUARD_DEADLINE, guard.inspect(from, to, room, el)).await {
+        let Some(guard) = &self.services.guard else { return (Gate::Pass, None) };
+        let verdict = match rampart_guard::deadline::within(GUARD_DEADLINE, guard.inspect(from, to, room, el)).await {
             Ok(Ok(v)) => v,
-            Ok(Err(e)) => return self.hold(el, from, to, &e.to_string()).await,
-            Err(_) => return self.hold(el, from, to, "scan timed out").await,
+            Ok(Err(e)) => return (self.hold(el, from, to, &e.to_string()).await, None),
+            Err(_) => return (self.hold(el, from, to, "scan timed out").await, None),
         };
         match verdict {
-            Verdict::Allow => Gate::Pass,
+            Verdict::Allow => (Gate::Pass, None),
             Verdict::Block(f) => {
                 tracing::warn!(from = %from, to = %to, rule = %f.rule, reason = %f.reason, "message blocked");
                 self.record_event(account, &f, "block").await;
                 self.bounce(el, StanzaError::new(ErrorType::Modify, DefinedCondition::PolicyViolation).with_text(&f.reason));
                 self.archive_refusal(el, from, to, ArchiveVerdict::Blocked { rule: f.rule, reason: f.reason }).await;
-                Gate::Refused
+                (Gate::Refused, None)
             }
             Verdict::Quarantine(f) => {
                 tracing::warn!(account, rule = %f.rule, reason = %f.reason, "account quarantined");
                 self.quarantine_account(account, &f).await;
                 self.bounce(el, StanzaError::new(ErrorType::Cancel, DefinedCondition::PolicyViolation)
                     .with_text(format!("{}; your account is quarantined", f.reason)));
-                self.archive_refusal(el, from, to, ArchiveVerdict::Quarantined { rule: f.rule, reason: f.reason }).await;
-                Gate::Refused
+                self.archive_refusal(el, from, to, ArchiveVerdict::Quarantined { rule: f.rule.clone(), reason: f.reason.clone() }).await;
+                (Gate::Refused, Some(f))
             }
         }
     }

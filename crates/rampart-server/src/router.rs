@@ -47,14 +47,15 @@ pub struct Delivery {
     offline: bool,
 }
 
-pub type DeliveryTx = tokio::sync::mpsc::UnboundedSender<Delivery>;
+/// Items are boxed: the channel allocates room for 32 of them per session up front.
+pub type DeliveryTx = tokio::sync::mpsc::UnboundedSender<Box<Delivery>>;
 
 /// One per session: delivers the session's messages in the order they were sent, each once
 /// its archive record is durable. Ends when the session's sender is dropped and the queue
 /// is empty, so nothing accepted is left undelivered.
-pub async fn delivery_task(router: Arc<Router>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
+pub async fn delivery_task(router: Arc<Router>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Box<Delivery>>) {
     while let Some(d) = rx.recv().await {
-        router.deliver_committed(d).await;
+        router.deliver_committed(*d).await;
     }
 }
 
@@ -105,6 +106,10 @@ pub struct Router {
     iq_handlers: HashMap<&'static str, Arc<dyn IqHandler>>,
     /// Subdomain services by domain (see [`Component`]).
     components: HashMap<String, Arc<dyn Component>>,
+    /// Federation, when enabled (set once while wiring the server; see [`crate::s2s`]).
+    pub s2s: std::sync::OnceLock<Arc<crate::s2s::S2s>>,
+    /// XEP-0163 personal eventing state (entity capabilities cache).
+    pub pep: modules::pep::Pep,
 }
 
 /// Every IQ namespace served, with its handler, in disco order.
@@ -123,6 +128,8 @@ fn default_handlers() -> Vec<(&'static str, Arc<dyn IqHandler>)> {
         (ns::BLOCKING, Arc::new(modules::blocking::BlockingHandler::default())),
         (modules::mam::NS_MAM, Arc::new(modules::mam::MamHandler)),
         (ns::CARBONS, Arc::new(modules::carbons::CarbonsHandler)),
+        (rampart_proto::pubsub::NS, Arc::new(modules::pep::PepHandler)),
+        (rampart_proto::pubsub::NS_OWNER, Arc::new(modules::pep::PepHandler)),
     ]
 }
 
@@ -142,6 +149,8 @@ impl Router {
             quarantine: QuarantineCache::default(),
             iq_handlers,
             components: HashMap::new(),
+            s2s: std::sync::OnceLock::new(),
+            pep: modules::pep::Pep::default(),
         })
     }
 
@@ -174,6 +183,11 @@ impl Router {
     /// Is this JID's domain ours?
     pub fn is_local(&self, jid: &Jid) -> bool {
         jid.domain() == self.domain
+    }
+
+    /// Is `domain` served here (ours or one of our components')?
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        domain == self.domain || self.components.contains_key(domain)
     }
 
     /// Entry point for a stanza received on a bound client session.
@@ -244,17 +258,29 @@ impl Router {
                         && j.is_bare()
                         && j.node().is_some()
                         && self.is_local(j)
-                        && matches!(payload_ns, Some(ns::VCARD | ns::LAST | ns::PRIVATE | ns::BLOCKING)))
+                        && matches!(payload_ns, Some(ns::VCARD | ns::LAST | ns::PRIVATE | ns::BLOCKING | ns::PUBSUB)))
             }
         };
         if !for_server {
             let to = to.unwrap_or_else(|| ctx.jid.bare());
+            // XEP-0047: in-band bytestream data is file content; it passes the guard.
+            if ty == "set"
+                && let Some(data) = el.child("data", modules::pep::gate::NS_IBB)
+                && let Err(e) = modules::pep::gate::gate_ibb(self, &ctx.jid, &to, data).await
+            {
+                self.reply_error(ctx, &el, e);
+                return;
+            }
             self.route(&to, el).await;
             return;
         }
         match ty {
             "get" | "set" => {}
-            "result" | "error" => return, // answers to our pushes; nothing to do
+            "result" | "error" => {
+                // Answers to our pushes; or to a capabilities query (XEP-0115).
+                modules::pep::on_iq_response(self, ctx, &el).await;
+                return;
+            }
             _ => {
                 self.reply_error(ctx, &el, StanzaError::new(ErrorType::Modify, DefinedCondition::BadRequest));
                 return;
@@ -270,7 +296,7 @@ impl Router {
         let handler = self.iq_handlers.get(payload.ns.as_str());
         // On an account's bare JID only account-level namespaces are served by the server.
         let handler = handler.filter(|_| match payload.ns.as_str() {
-            ns::PRIVATE | ns::VCARD | ns::LAST | ns::BLOCKING => true, // handlers check the addressee
+            ns::PRIVATE | ns::VCARD | ns::LAST | ns::BLOCKING | ns::PUBSUB | rampart_proto::pubsub::NS_OWNER => true, // handlers check the addressee
             ns::ROSTER | ns::DISCO_INFO | ns::DISCO_ITEMS | ns::PING | modules::mam::NS_MAM => !to_other,
             _ => !to_self && !to_other,
         });
@@ -316,6 +342,13 @@ impl Router {
         }
         let reply = error_reply(stanza, &err);
         let Some(to) = reply.attr("to").and_then(|t| Jid::parse(t).ok()) else { return };
+        if !self.is_local_domain(to.domain()) {
+            // A remote sender: the error goes back over federation.
+            if let Some(s2s) = self.s2s.get() {
+                s2s.send_volatile(reply);
+            }
+            return;
+        }
         // Errors go to the exact sender; never queue them offline.
         if let Some(r) = self.sessions.get(&to) {
             r.send(reply);
@@ -328,8 +361,15 @@ impl Router {
             let c = c.clone();
             return Box::pin(c.handle(self, el)).await;
         }
+        if !self.is_local(to)
+            && let Some(s2s) = self.s2s.get()
+        {
+            // Federation: the border policy, guard and archive, then the peer's queue.
+            let s2s = s2s.clone();
+            return Box::pin(s2s.send(self, to, el)).await;
+        }
         if !self.is_local(to) {
-            // Federation is not available yet: nothing leaves the server. The attempt is
+            // Federation is switched off: nothing leaves the server. The attempt is
             // on the record all the same.
             if el.name == "message"
                 && is_archivable(&el)
@@ -421,13 +461,15 @@ impl Router {
             // delivery task, which delivers once the record is durable. The session reads
             // on meanwhile, so group commits grow with load.
             if let (Some(queue), Some(archive)) = (ordered, &self.services.archive) {
+                let mut rec = rec;
+                self.classify(&mut rec);
                 match archive.enqueue(rec).await {
                     Ok(pending) => {
-                        let d = Delivery { pending, el, to: to.clone(), from, targets, offline };
+                        let d = Box::new(Delivery { pending, el, to: to.clone(), from, targets, offline });
                         if let Err(failed) = queue.send(d) {
                             // The delivery task is gone (cannot happen while the session
                             // lives); deliver here instead.
-                            let d = failed.0;
+                            let d = *failed.0;
                             self.deliver_committed(d).await;
                         }
                     }
@@ -486,7 +528,7 @@ impl Router {
     }
 
     /// Fail closed: a message whose record could not be made durable is not delivered.
-    fn bounce_unarchived(&self, el: &Element) {
+    pub(crate) fn bounce_unarchived(&self, el: &Element) {
         self.bounce(el, StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError)
             .with_text("not delivered: the compliance archive is unavailable"));
     }
@@ -571,6 +613,7 @@ impl Router {
             presence::outbound(self, ctx, None, unavailable).await;
         }
         self.sessions.unbind(ctx.id, &ctx.jid);
+        modules::pep::forget_session(self, &ctx.jid);
         if !self.sessions.is_bound(ctx.jid.bare_str()) {
             modules::last::record_logout(self, ctx.jid.bare_str(), ctx.last_status.as_deref()).await;
         }

@@ -30,6 +30,8 @@ const QUARANTINE_REFRESH: std::time::Duration = std::time::Duration::from_secs(2
 pub struct Server {
     router: Arc<Router>,
     tls: Arc<rustls::ServerConfig>,
+    /// Federation, if enabled ([`Server::with_s2s`]).
+    s2s: Option<Arc<crate::s2s::S2s>>,
 }
 
 /// A server whose listeners are bound; [`BoundServer::run`] serves until shutdown.
@@ -37,13 +39,21 @@ pub struct BoundServer {
     shared: Arc<C2sShared>,
     listeners: Vec<(TcpListener, bool)>,
     counter: Arc<ConnCounter>,
+    /// Federation and its listener, if enabled.
+    s2s: Option<(Arc<crate::s2s::S2s>, Option<TcpListener>)>,
 }
 
 impl Server {
     pub fn new(config: ServerConfig, stores: Stores, services: Services, tls: Arc<rustls::ServerConfig>) -> Result<Self, ServerError> {
         let domain = config.domain.clone();
         let router = Router::new(config, stores, services).map_err(|e| ServerError::Domain(domain, e))?;
-        Ok(Server { router: Arc::new(router), tls })
+        Ok(Server { router: Arc::new(router), tls, s2s: None })
+    }
+
+    /// Enable federation (see [`crate::s2s`]).
+    pub fn with_s2s(mut self, setup: crate::s2s::S2sSetup) -> Self {
+        self.s2s = Some(crate::s2s::S2s::new(setup));
+        self
     }
 
     /// Serve a subdomain with an in-process component (see [`crate::router::Component`]).
@@ -69,6 +79,18 @@ impl Server {
                 listeners.push((l, direct_tls));
             }
         }
+        let s2s = match &self.s2s {
+            Some(s2s) => {
+                let listener = match s2s.config.listen {
+                    Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| ServerError::Bind(addr, e))?),
+                    None => None,
+                };
+                let _ = self.router.s2s.set(s2s.clone());
+                s2s.attach(&self.router);
+                Some((s2s.clone(), listener))
+            }
+            None => None,
+        };
         self.router.refresh_quarantine().await;
         let limits = &cfg.limits;
         let throttle = AuthThrottle::new(limits.auth_failures, limits.auth_window, limits.auth_block);
@@ -78,7 +100,7 @@ impl Server {
             throttle,
             hibernation: Default::default(),
         });
-        Ok(BoundServer { shared, listeners, counter: Arc::new(ConnCounter::default()) })
+        Ok(BoundServer { shared, listeners, counter: Arc::new(ConnCounter::default()), s2s })
     }
 }
 
@@ -100,6 +122,16 @@ impl BoundServer {
                 tracing::info!(%addr, kind = if direct_tls { "c2s direct TLS" } else { "c2s STARTTLS" }, "listening");
             }
             tasks.spawn(accept_loop(listener, direct_tls, self.shared.clone(), self.counter.clone()));
+        }
+        if let Some((s2s, listener)) = self.s2s {
+            s2s.start().await;
+            if let Some(listener) = listener {
+                if let Ok(addr) = listener.local_addr() {
+                    tracing::info!(%addr, kind = "s2s", "listening");
+                }
+                let max = self.shared.router.config.limits.max_connections_per_ip;
+                tasks.spawn(s2s.accept_loop(listener, self.counter.clone(), max));
+            }
         }
         // Quarantine releases made with the CLI reach the running server within seconds.
         let router = self.shared.router.clone();

@@ -15,11 +15,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 pub use rampart_sasl::{ScramCredentials, ScramHash};
 
+pub mod muc;
+pub mod s2s;
+pub mod pep;
 pub mod security;
 pub mod sqlite;
+pub mod uploads;
 pub mod xeps;
 
+pub use muc::{RoomStore, StoredAffiliation, StoredRoom};
+pub use pep::{PepItem, PepNode, PepStore};
 pub use security::{Quarantined, SecurityEvent, SecurityStore, SecurityStores};
+pub use uploads::{Upload, UploadState, UploadStore};
 pub use xeps::{
     BlockingStore, BlocklistCache, LastActivity, LastActivityStore, PrivateItem, PrivateStore,
     VCardStore,
@@ -180,4 +187,6 @@ pub struct Stores {
     pub last_activity: Arc<dyn LastActivityStore>,
     /// XEP-0191 blocklists (cached in memory by the backend).
     pub blocking: Arc<dyn BlockingStore>,
+    /// XEP-0163 personal eventing nodes and items.
+    pub pep: Arc<dyn PepStore>,
 }

@@ -29,6 +29,100 @@ pub struct FileConfig {
     pub guard: Option<toml::Table>,
     #[serde(default)]
     pub archive: ArchiveConfig,
+    /// Group chat (XEP-0045).
+    #[serde(default)]
+    pub muc: MucConfig,
+    /// File sharing (XEP-0363 HTTP File Upload) on the `listen.http` listener.
+    #[serde(default)]
+    pub upload: crate::upload::UploadConfig,
+    /// Federation (server-to-server) on the `listen.s2s` listener.
+    #[serde(default)]
+    pub s2s: crate::federation::S2sFileConfig,
+}
+
+/// `[muc]`: the group chat service and the administrator's policy for it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MucConfig {
+    pub enabled: bool,
+    /// Service domain; `conference.<domain>` when absent.
+    pub domain: Option<String>,
+    /// Who may create rooms: `local` (every local account), `admins` or `nobody`.
+    pub create: String,
+    /// Accounts that may create rooms when `create = "admins"`.
+    pub admins: Vec<String>,
+    /// Whether JIDs of other domains may join rooms and be invited.
+    pub allow_external: bool,
+    pub max_rooms_per_user: usize,
+    pub max_rooms: usize,
+    pub max_history: usize,
+    pub max_occupants: usize,
+}
+
+impl Default for MucConfig {
+    fn default() -> Self {
+        let d = rampart_server::modules::muc::MucSettings::for_domain("localhost");
+        MucConfig {
+            enabled: true,
+            domain: None,
+            create: "local".into(),
+            admins: Vec::new(),
+            allow_external: d.allow_external,
+            max_rooms_per_user: d.max_rooms_per_user,
+            max_rooms: d.max_rooms,
+            max_history: d.max_history,
+            max_occupants: d.max_occupants,
+        }
+    }
+}
+
+/// Validate `[muc]` into the service's settings (`None` when switched off).
+fn muc_settings(m: &MucConfig, domain: &str, source: &str) -> Result<Option<rampart_server::modules::muc::MucSettings>> {
+    use rampart_server::modules::muc::{CreatePolicy, MucSettings};
+    if !m.enabled {
+        return Ok(None);
+    }
+    let mut s = MucSettings::for_domain(domain);
+    if let Some(d) = &m.domain {
+        let j = rampart_proto::Jid::parse(d)
+            .ok()
+            .filter(|j| j.node().is_none() && j.resource().is_none())
+            .with_context(|| format!("{source}: muc.domain: {d:?} is not a valid XMPP domain"))?;
+        if !j.as_str().ends_with(&format!(".{domain}")) {
+            bail!("{source}: muc.domain: {d:?} must be a subdomain of {domain:?}");
+        }
+        s.domain = j.as_str().to_owned();
+    }
+    s.create = match m.create.as_str() {
+        "local" => CreatePolicy::Local,
+        "admins" => CreatePolicy::Admins,
+        "nobody" => CreatePolicy::Nobody,
+        other => bail!("{source}: muc.create: {other:?} is not one of \"local\", \"admins\", \"nobody\""),
+    };
+    for a in &m.admins {
+        let j = rampart_proto::Jid::parse(a)
+            .ok()
+            .filter(|j| j.node().is_some() && j.resource().is_none())
+            .with_context(|| format!("{source}: muc.admins: {a:?} is not a bare JID"))?;
+        s.admins.push(j.as_str().to_owned());
+    }
+    if s.create == CreatePolicy::Admins && s.admins.is_empty() {
+        bail!("{source}: muc.admins: create = \"admins\" needs at least one admin");
+    }
+    for (key, v) in [("max_rooms_per_user", m.max_rooms_per_user), ("max_rooms", m.max_rooms), ("max_occupants", m.max_occupants)] {
+        if v == 0 {
+            bail!("{source}: muc.{key}: must be at least 1");
+        }
+    }
+    if m.max_history > 1000 {
+        bail!("{source}: muc.max_history: at most 1000");
+    }
+    s.allow_external = m.allow_external;
+    s.max_rooms_per_user = m.max_rooms_per_user;
+    s.max_rooms = m.max_rooms;
+    s.max_history = m.max_history;
+    s.max_occupants = m.max_occupants;
+    Ok(Some(s))
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +215,14 @@ pub struct Config {
     pub limits: ServerLimits,
     pub guard: GuardSetup,
     pub archive: ArchiveConfig,
+    /// Group chat settings (`None` when `[muc] enabled = false`).
+    pub muc: Option<rampart_server::modules::muc::MucSettings>,
+    /// HTTPS listener (uploads), if any.
+    pub http: Option<SocketAddr>,
+    /// The upload service (`None` without `listen.http` or with `[upload] enabled = false`).
+    pub upload: Option<crate::upload::UploadSetup>,
+    /// Federation (`None` unless `[s2s] enabled = true`).
+    pub s2s: Option<crate::federation::S2sSettings>,
     /// Where it came from, for messages.
     pub source: String,
 }
@@ -157,12 +259,6 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
         // No [listen] table: the built-in listeners.
         None => (Some(addr("c2s", DEFAULT_C2S)?), Some(addr("c2s_tls", DEFAULT_C2S_TLS)?)),
         Some(l) => {
-            if l.s2s.is_some() {
-                bail!("{source}: listen.s2s: federation (server-to-server) is not available in this version of Rampart");
-            }
-            if l.http.is_some() {
-                bail!("{source}: listen.http: the HTTP listener is not available in this version of Rampart");
-            }
             let c2s = addr("c2s", l.c2s.as_deref().unwrap_or(DEFAULT_C2S))?;
             let c2s_tls = l.c2s_tls.as_deref().map(|v| addr("c2s_tls", v)).transpose()?;
             (Some(c2s), c2s_tls)
@@ -215,12 +311,21 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
         resume_timeout: positive("resume_timeout_secs", l.resume_timeout_secs, d.resume_timeout)?,
     };
     let guard = guard_setup(file.guard, source)?;
+    // The HTTPS listener (file uploads); only with an explicit [listen] http = "IP:PORT".
+    let http = file.listen.as_ref().and_then(|l| l.http.as_deref()).map(|v| addr("http", v)).transpose()?;
+    let upload = crate::upload::settings(&file.upload, &domain, http, &guard.config, source)?;
+    let s2s_listen = file.listen.as_ref().and_then(|l| l.s2s.as_deref()).map(|v| addr("s2s", v)).transpose()?;
+    let s2s = crate::federation::settings(&file.s2s, s2s_listen, &domain, source)?;
     if file.archive.checkpoint_every_records == 0 || file.archive.checkpoint_interval_secs == 0 || file.archive.segment_max_records == 0 {
         bail!("{source}: archive.checkpoint_every_records, archive.checkpoint_interval_secs and archive.segment_max_records must be at least 1");
     }
     Ok(Config {
         guard,
         archive: file.archive,
+        muc: muc_settings(&file.muc, &domain, source)?,
+        upload,
+        http,
+        s2s,
         domain,
         data_dir: file.data_dir,
         c2s,
@@ -329,6 +434,31 @@ mod tests {
     fn listen_table_turns_off_missing_listeners() {
         let c = parse("[listen]\nc2s = \"127.0.0.1:1\"\n", "t", None).unwrap();
         assert!(c.c2s_tls.is_none());
+    }
+
+    #[test]
+    fn muc_defaults_and_policy() {
+        use rampart_server::modules::muc::CreatePolicy;
+        let c = parse("domain = \"corp.example\"\n", "t", None).unwrap();
+        let m = c.muc.unwrap();
+        assert_eq!(m.domain, "conference.corp.example");
+        assert_eq!(m.create, CreatePolicy::Local);
+        assert!(!m.allow_external);
+        let c = parse("[muc]\ncreate = \"admins\"\nadmins = [\"boss@localhost\"]\nmax_history = 5\n", "t", None).unwrap();
+        let m = c.muc.unwrap();
+        assert_eq!((m.create, m.admins.len(), m.max_history), (CreatePolicy::Admins, 1, 5));
+        assert!(parse("[muc]\nenabled = false\n", "t", None).unwrap().muc.is_none());
+        for (bad, key) in [
+            ("create = \"everyone\"", "muc.create"),
+            ("create = \"admins\"", "muc.admins"),
+            ("admins = [\"not a jid@\"]", "muc.admins"),
+            ("domain = \"rooms.elsewhere.example\"", "muc.domain"),
+            ("max_rooms = 0", "muc.max_rooms"),
+            ("colour = 1", "colour"),
+        ] {
+            let e = parse(&format!("[muc]\n{bad}\n"), "t", None).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 mod admin;
 mod config;
+mod federation;
 mod setup;
+mod upload;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -51,6 +53,19 @@ enum Command {
     /// The compliance archive.
     #[command(subcommand)]
     Archive(ArchiveCommand),
+    /// Federation (server-to-server).
+    #[command(subcommand)]
+    S2s(S2sCommand),
+}
+
+#[derive(Subcommand)]
+enum S2sCommand {
+    /// Every peer link with its direction, TLS and authentication state, and queue depth.
+    Status {
+        /// One JSON object per remote domain a line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -231,6 +246,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Quarantine(QuarantineCommand::List) => runtime()?.block_on(admin::quarantine_list(&cfg)),
         Command::Quarantine(QuarantineCommand::Release { jid }) => runtime()?.block_on(admin::quarantine_release(&cfg, &jid)),
+        Command::S2s(S2sCommand::Status { json }) => runtime()?.block_on(federation::status(&cfg, json)),
         Command::Events(EventsCommand::List { since, json, limit }) => {
             runtime()?.block_on(admin::events_list(&cfg, since.as_deref(), json, limit))
         }

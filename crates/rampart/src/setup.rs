@@ -206,6 +206,7 @@ pub async fn serve(cfg: Config) -> Result<()> {
     let stores = db.stores();
     let (cert, key) = tls_material(&cfg)?;
     let tls = rampart_server::tls::server_config(&cert, &key).map_err(|e| anyhow::anyhow!("tls: {e}"))?;
+    let c2s_tls = tls.clone();
     let server_config = ServerConfig {
         domain: cfg.domain.clone(),
         c2s: cfg.c2s,
@@ -213,7 +214,36 @@ pub async fn serve(cfg: Config) -> Result<()> {
         limits: cfg.limits.clone(),
         server_secret: server_secret(&cfg.data_dir)?,
     };
-    let bound = Server::new(server_config, stores, services, tls)?.bind().await?;
+    let mut server = Server::new(server_config, stores, services, tls)?;
+    if let Some(muc) = &cfg.muc {
+        let rooms: Arc<dyn rampart_store::RoomStore> = db.clone();
+        let service = rampart_server::modules::muc::MucService::new(muc.clone(), rooms);
+        server = server.with_component(muc.domain.clone(), Arc::new(service));
+    }
+    // File sharing: the upload.<domain> component; its HTTPS listener starts below.
+    let uploads = match &cfg.upload {
+        Some(u) => {
+            let up = crate::upload::build(u, &cfg.data_dir, &db, guard.clone(), archive.clone(), &server_secret(&cfg.data_dir)?)?;
+            let slots = Arc::new(crate::upload::SlotAdapter(up.clone()));
+            let component = rampart_server::modules::upload::UploadComponent::new(slots);
+            server = server.with_component(u.settings.service_jid.clone(), Arc::new(component));
+            Some((u, up))
+        }
+        None => {
+            if cfg.http.is_some() {
+                tracing::warn!("listen.http is set but [upload] enabled = false: nothing is served over HTTPS");
+            }
+            None
+        }
+    };
+    if let Some(s) = &cfg.s2s {
+        let store: Arc<dyn rampart_store::s2s::S2sStore> = db.clone();
+        server = server.with_s2s(crate::federation::build(s, store, &cert, &key)?);
+    }
+    let bound = server.bind().await?;
+    if let Some((u, up)) = uploads {
+        crate::upload::start(u, up, &c2s_tls).await?;
+    }
     if let Some(guard) = guard {
         tokio::spawn(reload_blocklists_on_sighup(guard, cfg.guard.blocklists.clone()));
     }

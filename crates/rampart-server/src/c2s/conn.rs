@@ -1,11 +1,15 @@
 //! An XML stream over any byte stream: framed reads with limits and timeouts, buffered writes,
 //! and closing with a stream error (always after our stream header, as RFC 6120 §4.9 asks).
 
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rampart_proto::{Element, StreamError, StreamErrorCondition, ns, stream};
 use rampart_xml::{Event, Framer, Limits, XmlError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 /// Why a stream ended.
@@ -42,19 +46,29 @@ impl ConnError {
     }
 }
 
-const READ_CHUNK: usize = 4096;
+/// Size of one read: a whole TLS record's plaintext.
+const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// The read buffer, one per worker thread instead of one per connection: a read only
+    /// needs it during a single poll (a pending read has read nothing), so idle connections
+    /// hold no read buffer at all.
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
 
 /// One XML stream in one direction pair over `io`.
 pub struct XmlConn<S> {
     pub io: S,
     pub framer: Framer,
-    rbuf: Box<[u8]>,
+    /// Bytes queued for writing; released after each flush so idle connections hold none.
     wbuf: Vec<u8>,
     pub header_sent: bool,
     /// When the currently buffered, incomplete stanza started (slowloris guard).
     partial_since: Option<Instant>,
     stanza_timeout: Duration,
     domain: String,
+    /// The stream's default namespace (`jabber:client`; `jabber:server` for federation).
+    stream_ns: &'static str,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> XmlConn<S> {
@@ -62,13 +76,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlConn<S> {
         XmlConn {
             io,
             framer: Framer::new(limits),
-            rbuf: vec![0; READ_CHUNK].into_boxed_slice(),
-            wbuf: Vec::with_capacity(1024),
+            wbuf: Vec::new(),
             header_sent: false,
             partial_since: None,
             stanza_timeout,
             domain: domain.to_owned(),
+            stream_ns: ns::CLIENT,
         }
+    }
+
+    /// Make this a server-to-server stream: our header declares `jabber:server`. Stanzas
+    /// are still queued as `jabber:client` elements: written inside a `jabber:server`
+    /// stream they carry no `xmlns`, so the peer reads them in its own namespace.
+    pub fn server_stream(mut self) -> Self {
+        self.stream_ns = ns::SERVER;
+        self
     }
 
     /// Take the byte stream back (for STARTTLS). Fails if the peer sent bytes after the
@@ -89,17 +111,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlConn<S> {
             }
             self.note_partial();
             let n = match self.partial_deadline() {
-                Some(deadline) => match tokio::time::timeout_at(deadline, self.io.read(&mut self.rbuf)).await {
+                Some(deadline) => match tokio::time::timeout_at(deadline, self.fill()).await {
                     Ok(r) => r?,
                     Err(_) => return Err(ConnError::stream(StreamErrorCondition::ConnectionTimeout)),
                 },
-                None => self.io.read(&mut self.rbuf).await?,
+                None => self.fill().await?,
             };
             if n == 0 {
                 return Err(ConnError::Closed);
             }
-            self.framer.feed(&self.rbuf[..n]);
         }
+    }
+
+    /// Read once from the socket into the framer; `Ok(0)` at end of stream. Cancel-safe.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        // Between stanzas nothing is buffered: give the framer's memory back while we wait.
+        self.framer.release_idle();
+        poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        READ_BUF.with(|buf| {
+            // Not re-entered: `poll_read` of a socket or TLS stream does not call back here.
+            let mut buf = buf.borrow_mut();
+            let mut rb = ReadBuf::new(&mut buf[..]);
+            match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    self.framer.feed(rb.filled());
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
     }
 
     fn note_partial(&mut self) {
@@ -117,12 +162,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlConn<S> {
 
     /// Read once into the framer (for use inside `select!`; cancel-safe). Ok(false) on EOF.
     pub async fn read_some(&mut self) -> Result<bool, ConnError> {
-        let n = self.io.read(&mut self.rbuf).await?;
-        if n == 0 {
-            return Ok(false);
-        }
-        self.framer.feed(&self.rbuf[..n]);
-        Ok(true)
+        Ok(self.fill().await? != 0)
     }
 
     /// Drain one complete event from already-buffered bytes, tracking partial stanzas.
@@ -142,7 +182,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlConn<S> {
     /// Queue our stream header.
     pub fn queue_header(&mut self, to: Option<&str>) {
         let id = format!("{:016x}", rand::random::<u64>());
-        self.wbuf.extend_from_slice(stream::stream_header(ns::CLIENT, &self.domain, to, &id, "en").as_bytes());
+        self.wbuf.extend_from_slice(stream::stream_header(self.stream_ns, &self.domain, to, &id, "en").as_bytes());
         self.header_sent = true;
     }
 
@@ -160,10 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlConn<S> {
     pub async fn flush(&mut self) -> Result<(), ConnError> {
         if !self.wbuf.is_empty() {
             self.io.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
-            if self.wbuf.capacity() > 64 * 1024 {
-                self.wbuf.shrink_to(4096);
-            }
+            self.wbuf = Vec::new();
         }
         self.io.flush().await?;
         Ok(())

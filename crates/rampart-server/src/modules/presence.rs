@@ -59,8 +59,12 @@ pub async fn outbound(router: &Router, ctx: &mut SessionCtx, to: Option<Jid>, el
 /// Broadcast a session's available or unavailable presence to its subscribers and to the
 /// account's own resources; handle initial presence (probes, offline messages, pending
 /// requests) and final presence (directed-presence recipients).
-async fn broadcast(router: &Router, ctx: &mut SessionCtx, el: Element, available: bool) {
+async fn broadcast(router: &Router, ctx: &mut SessionCtx, mut el: Element, available: bool) {
     let owner = ctx.jid.bare_str().to_owned();
+    if available {
+        // XEP-0398 §5: the avatar hash for XEP-0153 clients.
+        crate::modules::pep::convert::decorate_presence(router, &owner, &mut el).await;
+    }
     if !available {
         ctx.last_status = el.child("status", ns::CLIENT).map(Element::text);
     }
@@ -120,6 +124,12 @@ async fn broadcast(router: &Router, ctx: &mut SessionCtx, el: Element, available
             offline::flush(router, ctx).await;
         }
     }
+    if available {
+        // XEP-0163: learn the session's +notify interests; send it the last items.
+        crate::modules::pep::on_available(router, ctx, &el).await;
+    } else {
+        crate::modules::pep::forget_session(router, &ctx.jid);
+    }
     if !available {
         if router.sessions.available(&owner).is_empty() {
             crate::modules::last::record_logout(router, &owner, ctx.last_status.as_deref()).await;
@@ -135,7 +145,23 @@ async fn broadcast(router: &Router, ctx: &mut SessionCtx, el: Element, available
 /// Answer a presence probe from `from` (a full JID) about local `contact`.
 async fn probe(router: &Router, from: &Jid, contact: &Jid) {
     if !router.is_local(contact) {
-        return; // federation not available yet
+        // A remote contact: its server answers the probe (RFC 6121 §4.3.1).
+        let p = Element::new("presence", ns::CLIENT)
+            .with_attr("type", "probe")
+            .with_attr("from", from.bare_str())
+            .with_attr("to", contact.bare_str());
+        Box::pin(router.route(&contact.bare(), p)).await;
+        return;
+    }
+    if !router.is_local(from) {
+        // A remote subscriber probed us: the contact's presence goes back over federation.
+        for r in router.sessions.available(contact.bare_str()) {
+            if let Some(mut p) = r.presence {
+                p.set_attr("to", from.as_str());
+                Box::pin(router.route(from, p)).await;
+            }
+        }
+        return;
     }
     let Some(session) = router.sessions.get(from) else { return };
     for r in router.sessions.available(contact.bare_str()) {
@@ -159,7 +185,7 @@ pub async fn inbound(router: &Router, to: &Jid, el: Element) {
             Ok(Some(i)) => matches!(i.subscription, Subscription::From | Subscription::Both),
             _ => false,
         };
-        if subscribed && from.is_full() {
+        if subscribed && (from.is_full() || !router.is_local(&from)) {
             probe(router, &from, &to.bare()).await;
         }
         return;

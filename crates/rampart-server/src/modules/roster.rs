@@ -299,13 +299,17 @@ pub async fn outbound(router: &Router, ctx: &SessionCtx, to: Jid, mut el: Elemen
     if ty == "subscribed" {
         // §3.1.5: the new subscriber gets our current presence.
         crate::modules::presence::send_current_presence(router, &user, &contact).await;
+        // XEP-0163 §4.3.3: and the last items of our nodes it is interested in.
+        crate::modules::pep::on_subscribed(router, &contact, &user).await;
     }
 }
 
 /// Inbound subscription stanza for a local contact (RFC 6121 §3, the contact's server).
 pub async fn inbound(router: &Router, from: &Jid, to: &Jid, el: Element) {
     if !router.is_local(to) {
-        return; // federation not available yet
+        // A remote contact: its own server keeps its side (federation, if enabled).
+        Box::pin(router.route(to, el)).await;
+        return;
     }
     let owner = to.bare_str().to_owned();
     if !router.account_exists(&owner).await {

@@ -27,9 +27,13 @@
 //! database written by a newer Rampart (unknown migration versions) is refused.
 
 mod accounts;
+mod muc;
 mod offline;
+mod pep;
 mod roster;
+mod s2s;
 mod security;
+mod uploads;
 mod xeps;
 
 use std::path::Path;
@@ -71,6 +75,26 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         description: "xeps",
         sql: include_str!("../../migrations/sqlite/0004_xeps.sql"),
+    },
+    Migration {
+        version: 5,
+        description: "muc rooms",
+        sql: include_str!("../../migrations/sqlite/0005_muc.sql"),
+    },
+    Migration {
+        version: 6,
+        description: "uploads",
+        sql: include_str!("../../migrations/sqlite/0006_uploads.sql"),
+    },
+    Migration {
+        version: 7,
+        description: "pep",
+        sql: include_str!("../../migrations/sqlite/0007_pep.sql"),
+    },
+    Migration {
+        version: 8,
+        description: "s2s queue and links",
+        sql: include_str!("../../migrations/sqlite/0008_s2s.sql"),
     },
 ];
 
@@ -159,6 +183,7 @@ impl SqliteStore {
             vcards: self.clone(),
             last_activity: self.clone(),
             blocking: self.clone(),
+            pep: self.clone(),
         }
     }
 

@@ -1,0 +1,276 @@
+//! Federation wiring: the `[s2s]` configuration table, the trust anchors (the configured CA
+//! bundle, read here), the DNS SRV resolver (hickory), and `rampart s2s status`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+use rampart_server::s2s::{Resolve, Route, S2sConfig, S2sSetup, Srv};
+use serde::Deserialize;
+
+use crate::config::Config;
+
+/// `[s2s]` as written in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S2sFileConfig {
+    pub enabled: bool,
+    /// Remote domains allowed in both directions; `"*"` allows all. Empty: no federation.
+    pub allow: Vec<String>,
+    /// Static routes: domain → `HOST:PORT` (STARTTLS) or `tls:HOST:PORT` (direct TLS).
+    pub routes: HashMap<String, String>,
+    /// Extra trust anchors for peer certificates (PEM bundle).
+    pub ca_file: Option<PathBuf>,
+    /// Also trust the public web PKI roots (compiled in).
+    pub public_roots: bool,
+    /// Let OMEMO/OpenPGP-encrypted messages cross the border.
+    pub allow_e2ee: bool,
+    pub connect_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub bounce_after_secs: u64,
+    pub retry_max_secs: u64,
+    pub max_links_per_domain: usize,
+    pub max_stanzas_per_sec: u32,
+}
+
+impl Default for S2sFileConfig {
+    fn default() -> Self {
+        let d = S2sConfig::default();
+        S2sFileConfig {
+            enabled: false,
+            allow: Vec::new(),
+            routes: HashMap::new(),
+            ca_file: None,
+            public_roots: true,
+            allow_e2ee: d.allow_e2ee,
+            connect_timeout_secs: d.connect_timeout.as_secs(),
+            idle_timeout_secs: d.idle_timeout.as_secs(),
+            bounce_after_secs: d.bounce_after.as_secs(),
+            retry_max_secs: d.retry_max.as_secs(),
+            max_links_per_domain: d.max_links_per_domain,
+            max_stanzas_per_sec: d.max_stanzas_per_sec,
+        }
+    }
+}
+
+/// Validated federation settings.
+#[derive(Debug, Clone)]
+pub struct S2sSettings {
+    pub config: S2sConfig,
+    pub ca_file: Option<PathBuf>,
+    pub public_roots: bool,
+}
+
+fn domain(v: &str) -> Option<String> {
+    rampart_proto::Jid::parse(v).ok().filter(|j| j.node().is_none() && j.resource().is_none()).map(|j| j.as_str().to_owned())
+}
+
+/// Validate `[s2s]` (with `listen.s2s`); `None` when federation is off.
+pub fn settings(f: &S2sFileConfig, listen: Option<SocketAddr>, own_domain: &str, source: &str) -> Result<Option<S2sSettings>> {
+    if !f.enabled {
+        if listen.is_some() {
+            bail!("{source}: listen.s2s: federation is off; set [s2s] enabled = true (and an allow-list) to use it");
+        }
+        return Ok(None);
+    }
+    let mut allow = Vec::new();
+    for a in &f.allow {
+        if a == "*" {
+            allow.push(a.clone());
+            continue;
+        }
+        let d = domain(a).with_context(|| format!("{source}: s2s.allow: {a:?} is not a domain (or \"*\")"))?;
+        if d == own_domain {
+            bail!("{source}: s2s.allow: {a:?} is this server's own domain");
+        }
+        allow.push(d);
+    }
+    let mut routes = HashMap::new();
+    for (d, r) in &f.routes {
+        let dn = domain(d).with_context(|| format!("{source}: s2s.routes: {d:?} is not a domain"))?;
+        let route = Route::parse(r)
+            .with_context(|| format!("{source}: s2s.routes.{d}: {r:?} is not HOST:PORT or tls:HOST:PORT"))?;
+        routes.insert(dn, route);
+    }
+    let secs = |key: &str, v: u64| -> Result<Duration> {
+        if v == 0 {
+            bail!("{source}: s2s.{key}: must be at least 1");
+        }
+        Ok(Duration::from_secs(v))
+    };
+    if let Some(p) = &f.ca_file
+        && !p.is_file()
+    {
+        bail!("{source}: s2s.ca_file: file {} does not exist", p.display());
+    }
+    if f.max_links_per_domain == 0 {
+        bail!("{source}: s2s.max_links_per_domain: must be at least 1");
+    }
+    if f.max_stanzas_per_sec == 0 {
+        bail!("{source}: s2s.max_stanzas_per_sec: must be at least 1");
+    }
+    let config = S2sConfig {
+        listen,
+        allow,
+        routes,
+        allow_e2ee: f.allow_e2ee,
+        connect_timeout: secs("connect_timeout_secs", f.connect_timeout_secs)?,
+        idle_timeout: secs("idle_timeout_secs", f.idle_timeout_secs)?,
+        bounce_after: secs("bounce_after_secs", f.bounce_after_secs)?,
+        retry_max: secs("retry_max_secs", f.retry_max_secs)?,
+        max_links_per_domain: f.max_links_per_domain,
+        max_stanzas_per_sec: f.max_stanzas_per_sec,
+    };
+    Ok(Some(S2sSettings { config, ca_file: f.ca_file.clone(), public_roots: f.public_roots }))
+}
+
+/// DNS SRV through hickory with the system's resolver configuration.
+struct HickorySrv(hickory_resolver::TokioResolver);
+
+#[async_trait]
+impl Resolve for HickorySrv {
+    async fn srv(&self, name: &str) -> Result<Vec<Srv>, String> {
+        match self.0.srv_lookup(name).await {
+            Ok(l) => Ok(l
+                .iter()
+                .map(|s| Srv { priority: s.priority(), weight: s.weight(), port: s.port(), target: s.target().to_utf8() })
+                .collect()),
+            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Everything the server needs for federation, from the settings and our certificate.
+pub fn build(s: &S2sSettings, store: Arc<dyn rampart_store::s2s::S2sStore>, cert: &[u8], key: &[u8]) -> Result<S2sSetup> {
+    let extra = match &s.ca_file {
+        Some(p) => {
+            let pem = std::fs::read(p).with_context(|| format!("s2s.ca_file: reading {}", p.display()))?;
+            rampart_server::s2s::tls::parse_ca_bundle(&pem).map_err(|e| anyhow::anyhow!("s2s.ca_file: {e}"))?
+        }
+        None => Vec::new(),
+    };
+    let tls = rampart_server::s2s::tls::build(cert, key, &extra, s.public_roots).map_err(|e| anyhow::anyhow!("s2s tls: {e}"))?;
+    let resolver: Arc<dyn Resolve> = match hickory_resolver::TokioResolver::builder_tokio() {
+        Ok(b) => Arc::new(HickorySrv(b.build())),
+        Err(e) => {
+            tracing::warn!(error = %e, "no DNS resolver configuration: federation uses static routes and A/AAAA only");
+            Arc::new(rampart_server::s2s::NoSrv)
+        }
+    };
+    Ok(S2sSetup { config: s.config.clone(), store, tls, resolver })
+}
+
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
+}
+
+/// `rampart s2s status`: every peer link (direction, TLS, authentication) and queue depth.
+pub async fn status(cfg: &Config, json: bool) -> Result<()> {
+    use rampart_store::s2s::S2sStore;
+    let db = crate::setup::open_db(cfg).await?;
+    let links = db.links().await?;
+    let depths: HashMap<String, u64> = db.queue_depths().await?.into_iter().collect();
+    let mut domains: Vec<String> = links.iter().map(|l| l.domain.clone()).chain(depths.keys().cloned()).collect();
+    domains.sort();
+    domains.dedup();
+    if json {
+        for d in &domains {
+            let queued = depths.get(d).copied().unwrap_or(0);
+            let ls: Vec<_> = links
+                .iter()
+                .filter(|l| &l.domain == d)
+                .map(|l| {
+                    serde_json::json!({
+                        "direction": l.direction, "state": l.state, "remote_addr": l.remote_addr,
+                        "tls": l.tls, "auth": l.auth, "since": time(l.since_ms), "updated": time(l.updated_ms),
+                        "last_error": l.last_error, "stanzas_in": l.stanzas_in, "stanzas_out": l.stanzas_out,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::json!({ "domain": d, "queued": queued, "links": ls }));
+        }
+        return Ok(());
+    }
+    if domains.is_empty() {
+        println!("no federation links and nothing queued");
+        return Ok(());
+    }
+    println!("{:<28} {:<4} {:<10} {:<36} {:<14} {:>6} {:>6} {:>6}  SINCE / LAST ERROR", "DOMAIN", "DIR", "STATE", "TLS", "AUTH", "IN", "OUT", "QUEUED");
+    for d in &domains {
+        let queued = depths.get(d).copied().unwrap_or(0);
+        let mine: Vec<_> = links.iter().filter(|l| &l.domain == d).collect();
+        if mine.is_empty() {
+            println!("{:<28} {:<4} {:<10} {:<36} {:<14} {:>6} {:>6} {:>6}", d, "out", "no link", "-", "-", 0, 0, queued);
+        }
+        for l in mine {
+            let q = if l.direction == "out" { queued.to_string() } else { "-".into() };
+            let tail = match &l.last_error {
+                Some(e) => format!("{} {}", time(l.since_ms), e),
+                None => time(l.since_ms),
+            };
+            println!(
+                "{:<28} {:<4} {:<10} {:<36} {:<14} {:>6} {:>6} {:>6}  {}",
+                d,
+                l.direction,
+                l.state,
+                l.tls.as_deref().unwrap_or("-"),
+                l.auth.as_deref().unwrap_or("-"),
+                l.stanzas_in,
+                l.stanzas_out,
+                q,
+                tail
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(toml: &str) -> S2sFileConfig {
+        toml::from_str(toml).unwrap()
+    }
+
+    #[test]
+    fn off_by_default_and_listen_needs_it() {
+        assert!(settings(&S2sFileConfig::default(), None, "a.example", "t").unwrap().is_none());
+        let e = settings(&S2sFileConfig::default(), Some("127.0.0.1:5269".parse().unwrap()), "a.example", "t").unwrap_err();
+        assert!(e.to_string().contains("listen.s2s"), "{e}");
+    }
+
+    #[test]
+    fn parses_allow_and_routes() {
+        let s = settings(
+            &cfg("enabled = true\nallow = [\"B.example\", \"*\"]\n[routes]\n\"b.example\" = \"tls:127.0.0.1:5270\"\n"),
+            None,
+            "a.example",
+            "t",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.config.allow, vec!["b.example".to_string(), "*".to_string()]);
+        assert!(s.config.routes["b.example"].direct_tls);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (t, key) in [
+            ("enabled = true\nallow = [\"not a domain\"]", "s2s.allow"),
+            ("enabled = true\nallow = [\"a.example\"]", "s2s.allow"),
+            ("enabled = true\n[routes]\n\"b.example\" = \"nope\"", "s2s.routes.b.example"),
+            ("enabled = true\nidle_timeout_secs = 0", "s2s.idle_timeout_secs"),
+            ("enabled = true\nca_file = \"/nonexistent\"", "s2s.ca_file"),
+        ] {
+            let e = settings(&cfg(t), None, "a.example", "t").unwrap_err().to_string();
+            assert!(e.contains(key), "{t}: {e}");
+        }
+        assert!(toml::from_str::<S2sFileConfig>("colour = 1").is_err());
+    }
+}

@@ -1,0 +1,200 @@
+"""Federation against hostile peers (raw sockets), and direct TLS (XEP-0368) between two
+Rampart servers. alpha.test allows beta.test and gamma.test; the raw peer plays beta.test
+(or pretends to), with certificates from the test CA unless stated otherwise.
+
+* a certificate from an unknown CA is refused during TLS and logged;
+* no certificate, or one for another domain: no authentication (stream error
+  `not-authorized`) and a security event;
+* a domain not on the allow-list: stream error `policy-violation`;
+* after authentication, a stanza whose `from` is outside the authenticated domain ends the
+  stream with `invalid-from` and is not delivered; `to` a domain not served: `host-unknown`;
+* oversized and malformed stanzas end the stream with the stream error the framer names;
+* nothing before TLS: `<auth/>` on the plaintext stream is refused;
+* the server keeps serving throughout.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from rampart_harness import assert_server_serves, events_list, make_client
+from s2s_helpers import CertAuthority, RawS2S, route_to, s2s_server
+
+WORK = Path(__file__).resolve().parent / ".work" / "test_s2s_hostile"
+
+
+@pytest.fixture(scope="module")
+def env():
+    ca = CertAuthority(WORK / "ca")
+    rogue = CertAuthority(WORK / "rogue", name="Rogue CA")
+    alpha = s2s_server(WORK / "alpha", ca, "alpha.test", ["beta.test", "gamma.test"],
+                       limits={"max_stanza_bytes": 4096})
+    gamma = s2s_server(WORK / "gamma", ca, "gamma.test", ["alpha.test"])
+    route_to(alpha, gamma, direct_tls=True)
+    route_to(gamma, alpha)
+    alpha.start()
+    gamma.start()
+    try:
+        yield {"ca": ca, "rogue": rogue, "alpha": alpha, "gamma": gamma,
+               "beta_cert": ca.issue("beta.test"), "gamma_cert": ca.issue("gamma.test"),
+               "delta_cert": ca.issue("delta.test"), "rogue_beta": rogue.issue("beta.test")}
+    finally:
+        alpha.stop()
+        gamma.stop()
+
+
+def raw(env, from_domain="beta.test") -> RawS2S:
+    return RawS2S(env["alpha"].s2s_port, from_domain, "alpha.test")
+
+
+def test_certificate_from_unknown_ca_is_refused(env):
+    alpha = env["alpha"]
+    mark = alpha.log_size()
+    r = raw(env)
+    try:
+        feats = r.starttls(env["rogue_beta"], env["ca"].path)
+        assert "EXTERNAL" not in feats, feats
+        more = r.read_until("</stream:features>", timeout=5)
+        assert "<mechanism>EXTERNAL" not in more and r.closed, more
+    finally:
+        r.close()
+    assert "peer certificate refused" in alpha.log_text(since=mark) or \
+        "TLS handshake failed" in alpha.log_text(since=mark), alpha.log_text(since=mark)
+    alpha.assert_alive()
+
+
+def test_no_certificate_is_not_authenticated(env):
+    r = raw(env)
+    try:
+        out = r.starttls(None, env["ca"].path)
+        assert "not-authorized" in out and "EXTERNAL" not in out, out
+    finally:
+        r.close()
+
+
+def test_certificate_for_another_domain_is_not_authenticated(env):
+    alpha = env["alpha"]
+    r = raw(env)  # claims beta.test
+    try:
+        out = r.starttls(env["gamma_cert"], env["ca"].path)
+        assert "not-authorized" in out and "EXTERNAL" not in out, out
+    finally:
+        r.close()
+    assert any(e["rule"] == "s2s.certificate" and e["account"] == "beta.test"
+               for e in events_list(alpha)), "no security event for the impostor"
+
+
+def test_domain_not_on_the_allow_list_is_refused(env):
+    r = raw(env, "delta.test")
+    try:
+        out = r.starttls(env["delta_cert"], env["ca"].path)
+        assert "policy-violation" in out and "EXTERNAL" not in out, out
+    finally:
+        r.close()
+
+
+async def test_from_outside_the_authenticated_domain_is_rejected(env):
+    alpha = env["alpha"]
+    victim = alpha.add_user("victim")
+    c = make_client(alpha, victim, "pc")
+    await c.login()
+    try:
+        await c.go_online()
+        r = raw(env)
+        try:
+            r.authenticate(env["beta_cert"], env["ca"].path)
+            tag = secrets.token_hex(4)
+            r.send(f"<message from='ceo@evil.test/x' to='{victim.jid}' type='chat' id='{tag}'>"
+                   f"<body>spoofed {tag}</body></message>")
+            out = r.read_until("</stream:stream>", timeout=15)
+            assert "invalid-from" in out, out
+        finally:
+            r.close()
+        await c.messages.assert_none(lambda m: "spoofed" in (m["body"] or ""), within=1.5,
+                                     what="the spoofed message")
+        # The honest form of the same stanza is delivered.
+        r = raw(env)
+        try:
+            r.authenticate(env["beta_cert"], env["ca"].path)
+            r.send(f"<message from='friend@beta.test/x' to='{victim.jid}' type='chat'>"
+                   f"<body>honest {tag}</body></message>")
+            m = await c.wait_message(lambda m: m["body"] == f"honest {tag}", timeout=20)
+            assert m["from"].bare == "friend@beta.test"
+        finally:
+            r.close()
+    finally:
+        await c.logout()
+        c.kill()
+
+
+def test_stanza_to_a_domain_not_served_is_refused(env):
+    r = raw(env)
+    try:
+        r.authenticate(env["beta_cert"], env["ca"].path)
+        r.send("<message from='a@beta.test' to='b@elsewhere.test'><body>relay?</body></message>")
+        out = r.read_until("</stream:stream>")
+        assert "host-unknown" in out, out
+    finally:
+        r.close()
+
+
+def test_oversized_stanza_ends_the_stream(env):
+    r = raw(env)
+    try:
+        r.authenticate(env["beta_cert"], env["ca"].path)
+        r.send("<message from='a@beta.test' to='x@alpha.test'><body>" + "A" * 20000 + "</body></message>")
+        out = r.read_until("</stream:stream>")
+        assert "<stream:error>" in out, out
+    finally:
+        r.close()
+    env["alpha"].assert_alive()
+
+
+def test_malformed_stream_ends_the_stream(env):
+    r = raw(env)
+    try:
+        r.authenticate(env["beta_cert"], env["ca"].path)
+        r.send("<message from='a@beta.test' to='x@alpha.test'><body>&bogus;</body></message>")
+        out = r.read_until("</stream:stream>")
+        assert "not-well-formed" in out or "<stream:error>" in out, out
+    finally:
+        r.close()
+
+
+def test_nothing_before_tls(env):
+    r = raw(env)
+    try:
+        r.header()
+        feats = r.read_until("</stream:features>")
+        assert "starttls" in feats and "mechanism" not in feats, feats
+        r.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        out = r.read_until("</stream:stream>")
+        assert "policy-violation" in out, out
+    finally:
+        r.close()
+
+
+async def test_direct_tls_route(env):
+    """alpha reaches gamma over direct TLS (XEP-0368 route `tls:HOST:PORT`)."""
+    alpha, gamma = env["alpha"], env["gamma"]
+    a, g = alpha.add_user("dt"), gamma.add_user("dt")
+    ca_, cg = make_client(alpha, a, "pc"), make_client(gamma, g, "pc")
+    await ca_.login()
+    await cg.login()
+    try:
+        await cg.go_online()
+        tag = secrets.token_hex(4)
+        ca_.send_msg(g.jid, f"over direct tls {tag}")
+        await cg.wait_message(lambda m: m["body"] == f"over direct tls {tag}", timeout=45)
+    finally:
+        await ca_.logout()
+        await cg.logout()
+        ca_.kill()
+        cg.kill()
+
+
+async def test_server_still_serves(env):
+    await assert_server_serves(env["alpha"])
