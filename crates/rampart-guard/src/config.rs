@@ -37,6 +37,8 @@ pub struct GuardConfig {
     pub brand_domains: Vec<String>,
     /// Lure-link analysis.
     pub lure: LureConfig,
+    /// Data-loss prevention on messages to recipients outside `trusted_domains`.
+    pub dlp: crate::dlp::DlpConfig,
     /// One account sends the same link/file to many distinct recipients.
     pub blast: BlastConfig,
     /// One account answers each incoming message with the same payload.
@@ -91,6 +93,7 @@ impl Default for GuardConfig {
             ]
             .map(String::from)
             .to_vec(),
+            dlp: crate::dlp::DlpConfig::default(),
             lure: LureConfig::default(),
             blast: BlastConfig::default(),
             auto_reply: AutoReplyConfig::default(),

@@ -25,9 +25,12 @@ use sha2::{Digest, Sha256};
 
 pub mod blocklist;
 pub mod config;
+pub mod deadline;
+pub mod dlp;
 pub mod fingerprint;
 pub mod outbreak;
 pub mod scan;
+pub mod uploads;
 pub mod url;
 
 pub use blocklist::{BlockMatch, BlocklistSet};
@@ -35,6 +38,7 @@ pub use config::{
     Action, AutoReplyConfig, BlastConfig, EpidemicConfig, GuardConfig, LureConfig, RoomBotsConfig,
 };
 pub use scan::{ClamdScanner, Scanner, YaraScanner};
+pub use uploads::{UploadResolver, UploadedFile};
 
 use outbreak::{Detection, KeyKind, Observation, Outbreak, PayloadKey, Rule};
 
@@ -320,8 +324,13 @@ pub struct Guard {
     engines: Vec<Arc<dyn Scanner>>,
     blocklists: RwLock<Arc<BlocklistSet>>,
     outbreak: Mutex<Outbreak>,
+    /// Outbound data-loss patterns; `Err` (a custom pattern that does not compile) holds
+    /// every outbound message: fail closed.
+    dlp: Result<dlp::Dlp, String>,
     flagged: Mutex<HashSet<String>>,
     scan_timeout: Duration,
+    /// Files behind this server's upload URLs (see [`uploads`]).
+    uploads: uploads::ResolverSlot,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -389,7 +398,9 @@ impl Guard {
             engines,
             blocklists: RwLock::new(Arc::new(blocklists)),
             outbreak: Mutex::new(Outbreak::new(params)),
+            dlp: dlp::Dlp::new(&config.dlp).map_err(|e| e.to_string()),
             flagged: Mutex::new(HashSet::new()),
+            uploads: uploads::ResolverSlot::default(),
             config,
         }
     }
@@ -459,6 +470,29 @@ impl Guard {
         let mut hit: Option<ContentHit> = None;
         let mut keys: Vec<PayloadKey> = Vec::new();
 
+        // 0. Data-loss prevention, on messages leaving the company.
+        if self.config.dlp.enabled && !self.is_company_domain(to.domain()) {
+            let dlp = self.dlp.as_ref().map_err(|e| GuardError::Config(e.clone()))?;
+            if let Some(m) = content.texts.iter().find_map(|t| dlp.find(t)) {
+                hit = Some(ContentHit {
+                    finding: Finding {
+                        rule: m.rule,
+                        reason: format!(
+                            "blocked: the message contains {} and is addressed outside the company ({})",
+                            m.what,
+                            to.domain()
+                        ),
+                        evidence: Evidence {
+                            url: None,
+                            signature: Some(format!("dlp:{}", m.masked)),
+                            ..Evidence::default()
+                        },
+                    },
+                    action: self.config.dlp.action,
+                });
+            }
+        }
+
         // 1. Signatures on the text.
         for t in &content.texts {
             if t.len() > self.config.max_scan_bytes {
@@ -496,6 +530,10 @@ impl Guard {
         let explicit = content.urls.iter().map(|u| &**u);
         let in_text = content.texts.iter().flat_map(|t| url::extract(t));
         for raw in explicit.chain(in_text) {
+            // Links to our own uploads stand for the file behind them (see `uploads`).
+            if self.upload_link(raw, &mut seen_urls, &mut hit, &mut keys).await? {
+                continue;
+            }
             let Some(u) = url::Url::parse(raw) else {
                 continue;
             };
@@ -726,6 +764,16 @@ impl Guard {
         }
     }
 
+    /// Is `domain` one of the company's (`trusted_domains`) or a subdomain of one?
+    fn is_company_domain(&self, domain: &str) -> bool {
+        self.config.trusted_domains.iter().any(|d| {
+            domain.eq_ignore_ascii_case(d)
+                || (domain.len() > d.len()
+                    && domain.as_bytes()[domain.len() - d.len() - 1] == b'.'
+                    && domain.get(domain.len() - d.len()..).is_some_and(|t| t.eq_ignore_ascii_case(d)))
+        })
+    }
+
     /// Run the engines in order over `data`, bounded by `scan_timeout_ms` in total.
     async fn scan_engines(&self, data: &[u8]) -> Result<Option<(String, String)>, GuardError> {
         if self.engines.is_empty() {
@@ -739,7 +787,7 @@ impl Guard {
             }
             Ok(None)
         };
-        tokio::time::timeout(self.scan_timeout, run)
+        deadline::within(self.scan_timeout, run)
             .await
             .map_err(|_| GuardError::Timeout)?
     }

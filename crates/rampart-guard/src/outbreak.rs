@@ -22,9 +22,10 @@
 //! older generation is dropped when the newer fills up: least-recently-touched entries go
 //! first) and every per-key list at most [`MAX_LIST`] items.
 
-use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::fingerprint::{hamming, to_hex};
 use crate::{Action, ChainLink};

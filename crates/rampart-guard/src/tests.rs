@@ -998,3 +998,35 @@ fn evidence_serializes() {
         "{j}"
     );
 }
+
+#[tokio::test]
+async fn dlp_blocks_sensitive_data_leaving_the_company_only() {
+    let g = guard();
+    let card = "here is the corporate card: 4111 1111 1111 1111";
+    // Inside the company (and its subdomains, e.g. rooms): not a leak.
+    assert_eq!(send(&g, "alice@corp.example", "bob@corp.example", card, T0).await, Verdict::Allow);
+    assert_eq!(send(&g, "alice@corp.example", "team@conference.corp.example", card, T0).await, Verdict::Allow);
+    // To a partner: blocked, with a reason that names the kind of data but not the data.
+    let v = send(&g, "alice@corp.example", "carol@partner.example", card, T0 + 1).await;
+    assert_eq!(rule_of(&v), Some("dlp.card_number"));
+    let f = v.finding().unwrap();
+    assert!(f.reason.contains("payment card number") && f.reason.contains("partner.example"), "{}", f.reason);
+    assert!(!f.reason.contains("4111 1111"), "{}", f.reason);
+    assert_eq!(f.evidence.signature.as_deref(), Some("dlp:**** **** **** 1111"));
+    // Ordinary chat to a partner flows.
+    assert_eq!(
+        send(&g, "alice@corp.example", "carol@partner.example", "see you at 10:30, room 4-112", T0 + 2).await,
+        Verdict::Allow
+    );
+    // A custom pattern that does not compile holds outbound messages (fail closed), not local ones.
+    let mut c = config();
+    c.dlp.custom = vec![dlp::CustomPattern { name: "broken".into(), pattern: "(".into() }];
+    let g = Guard::new(c, Vec::new(), BlocklistSet::new());
+    assert!(g.inspect_at(&jid("alice@corp.example"), &jid("carol@partner.example"), None, &msg("hi there"), T0).await.is_err());
+    assert_eq!(send(&g, "alice@corp.example", "bob@corp.example", "hi there", T0).await, Verdict::Allow);
+    // Log-only mode lets it through.
+    let mut c = config();
+    c.dlp.action = Action::Log;
+    let g = Guard::new(c, Vec::new(), BlocklistSet::new());
+    assert_eq!(send(&g, "alice@corp.example", "carol@partner.example", card, T0).await, Verdict::Allow);
+}

@@ -1119,12 +1119,20 @@ pub fn skeleton(label: &str) -> String {
 /// True if `a` and `b` differ by exactly one edit (insertion, deletion, substitution or
 /// transposition of adjacent characters).
 fn damerau_1(a: &str, b: &str) -> bool {
-    // Cheap length check before collecting characters.
+    // Cheap length check before looking at characters.
     if a.len().abs_diff(b.len()) > 4 {
         return false;
     }
+    if a.is_ascii() && b.is_ascii() {
+        return damerau_1_slices(a.as_bytes(), b.as_bytes());
+    }
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    damerau_1_slices(&a, &b)
+}
+
+/// [`damerau_1`] on bytes or characters.
+fn damerau_1_slices<T: PartialEq>(a: &[T], b: &[T]) -> bool {
     if a == b {
         return false;
     }
@@ -1132,7 +1140,7 @@ fn damerau_1(a: &str, b: &str) -> bool {
     if la.abs_diff(lb) > 1 {
         return false;
     }
-    let pre = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let pre = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     if la == lb {
         let suf = a
             .iter()
@@ -1150,7 +1158,7 @@ fn damerau_1(a: &str, b: &str) -> bool {
             && a[pre + 1] == b[pre]
             && a[pre + 2..] == b[pre + 2..]
     } else {
-        let (long, short) = if la > lb { (&a, &b) } else { (&b, &a) };
+        let (long, short) = if la > lb { (a, b) } else { (b, a) };
         long[pre + 1..] == short[pre..]
     }
 }

@@ -13,11 +13,14 @@ pub type SessionId = u64;
 
 /// What the router asks a session's writer to do.
 #[derive(Debug)]
+///
+/// Boxed payloads keep the item small: a channel allocates room for 32 items up front, per
+/// session, idle or not.
 pub enum Outbound {
     /// Write this stanza to the client.
-    Stanza(Element),
+    Stanza(Box<Element>),
     /// Close the stream with this error (e.g. `conflict` when the resource is taken over).
-    Close(StreamError),
+    Close(Box<StreamError>),
 }
 
 pub type OutboundTx = mpsc::UnboundedSender<Outbound>;
@@ -40,7 +43,7 @@ pub struct Resource {
 
 impl Resource {
     pub fn send(&self, stanza: Element) -> bool {
-        self.tx.send(Outbound::Stanza(stanza)).is_ok()
+        self.tx.send(Outbound::Stanza(Box::new(stanza))).is_ok()
     }
 }
 

@@ -193,6 +193,20 @@ impl Framer {
         self.error = None;
     }
 
+    /// Free the buffers if nothing is buffered (call before waiting for more bytes: an idle
+    /// stream then holds no buffer memory). A no-op mid-stanza.
+    pub fn release_idle(&mut self) {
+        // Everything received was consumed: no unit is in progress, so neither the bytes nor
+        // the tokens of the last unit are needed.
+        if self.pos >= self.buf.len() && self.error.is_none() {
+            self.compact();
+            if self.buf.is_empty() {
+                self.buf = Vec::new();
+                self.toks = Vec::new();
+            }
+        }
+    }
+
     /// Bytes received but not yet consumed by a complete event (for flood/slowloris checks).
     pub fn buffered(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)

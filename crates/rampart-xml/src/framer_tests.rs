@@ -724,3 +724,25 @@ fn fuzz_no_panic_and_chunking_invariant() {
         );
     }
 }
+
+#[test]
+fn release_idle_between_stanzas_keeps_parsing() {
+    let mut f = Framer::new(Limits::default());
+    f.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='x'>");
+    assert!(matches!(f.next_event(), Ok(Some(Event::StreamStart(_)))));
+    f.release_idle();
+    f.feed(b"<message to='a@b'><body>hi</body></message><presence");
+    assert!(matches!(f.next_event(), Ok(Some(Event::Stanza(_)))));
+    assert!(matches!(f.next_event(), Ok(None)));
+    // Mid-stanza: nothing is dropped.
+    f.release_idle();
+    f.feed(b"/>");
+    match f.next_event() {
+        Ok(Some(Event::Stanza(p))) => assert_eq!(p.name, "presence"),
+        other => panic!("expected presence, got {other:?}"),
+    }
+    f.release_idle();
+    assert_eq!(f.buffered(), 0);
+    f.feed(b"<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert!(matches!(f.next_event(), Ok(Some(Event::Stanza(_)))));
+}

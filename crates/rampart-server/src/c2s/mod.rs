@@ -378,6 +378,8 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
         Element::new("sub", ns::PRE_APPROVAL),
         Element::new("sm", ns::SM),
         Element::new("csi", ns::CSI),
+        // XEP-0115 §6.3: the server's own capabilities.
+        crate::modules::disco::server_caps(router).into(),
     ]));
     conn.flush().await?;
     loop {
@@ -437,7 +439,7 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(old) = router.sessions.bind(id, jid.clone(), tx) {
             // RFC 6120 §7.7.2.2: the newer session wins; the old one gets <conflict/>.
             tracing::info!(%jid, "resource conflict: replacing the older session");
-            let _ = old.tx.send(Outbound::Close(stream_err(Sec::Conflict, Some("replaced by a new connection"))));
+            let _ = old.tx.send(Outbound::Close(Box::new(stream_err(Sec::Conflict, Some("replaced by a new connection")))));
             if let Some(h) = shared.hibernation.expire_session(old.id) {
                 end_hibernated(router, h).await;
             }
@@ -586,6 +588,7 @@ async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 while let Some(m) = next.take() {
                     match m {
                         Outbound::Stanza(el) => {
+                            let el = *el;
                             if csi.inactive && !is_important(&el) {
                                 if csi.hold(el) {
                                     csi.flush(&mut conn, &mut sm);
@@ -597,7 +600,7 @@ async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                         Outbound::Close(e) => {
                             let _ = conn.flush().await;
-                            break 'run End::Close(Some(e));
+                            break 'run End::Close(Some(*e));
                         }
                     }
                     n += 1;
@@ -715,7 +718,7 @@ async fn hand_back(router: &Router, ctx: &SessionCtx, sm: Option<sm::SmState>, m
     rx.close();
     while let Some(m) = rx.recv().await {
         if let Outbound::Stanza(el) = m {
-            requeue(router, ctx, el).await;
+            requeue(router, ctx, *el).await;
         }
     }
 }
