@@ -26,7 +26,7 @@ fn bad(text: &str) -> StanzaError {
 }
 
 /// Read the XEP-0004 form and RSM set of a `<query/>`.
-fn parse_query(q: &Element) -> Result<MamQuery, StanzaError> {
+pub(crate) fn parse_query(q: &Element) -> Result<MamQuery, StanzaError> {
     let mut out = MamQuery::default();
     if let Some(form) = q.child("x", NS_DATA) {
         for field in form.elements().filter(|f| f.is("field", NS_DATA)) {
@@ -67,7 +67,7 @@ fn parse_query(q: &Element) -> Result<MamQuery, StanzaError> {
 }
 
 /// The archived stanza as the user should see it again.
-fn forwarded(rec: &Record) -> Option<Element> {
+pub(crate) fn forwarded(rec: &Record) -> Option<Element> {
     let xml = rec.record.stanza_xml.as_deref()?;
     let mut msg = crate::c2s::parse_stored(xml)?;
     msg.ns = ns::CLIENT.to_owned();
@@ -79,7 +79,7 @@ fn forwarded(rec: &Record) -> Option<Element> {
     )
 }
 
-fn form_fields() -> Element {
+pub(crate) fn form_fields() -> Element {
     let field = |var: &str, ty: &str| Element::new("field", NS_DATA).with_attr("var", var).with_attr("type", ty);
     Element::new("query", NS_MAM).with_child(
         Element::new("x", NS_DATA)

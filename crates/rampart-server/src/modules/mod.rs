@@ -14,5 +14,6 @@ pub mod private;
 pub mod roster;
 pub mod session;
 pub mod time;
+pub mod upload;
 pub mod vcard;
 pub mod version;

@@ -1,0 +1,27 @@
+//! Rampart's HTTPS side: the XEP-0363 HTTP File Upload service (with room for an admin API).
+//!
+//! - [`service::Uploads`] is the service: slot requests (size, quota, forbidden types), PUT
+//!   (sniff the content type by magic bytes, scan with the guard's engines, *then* store),
+//!   GET of accepted files only, archive records and security events for every outcome,
+//!   retention, and [`rampart_guard::UploadResolver`] so the guard sees the file hash
+//!   behind our URLs.
+//! - [`routes::app`] is the axum application; [`listener::serve`] runs it over TLS with
+//!   per-IP connection limits and deadlines.
+//! - [`sniff`] tells what a file really is; [`sign`] makes the HMAC-signed, expiring URLs.
+//!
+//! This crate depends on the store, guard and archive crates, never on `rampart-server`:
+//! the binary wires the XMPP slot-request component to [`service::Uploads`].
+
+pub mod listener;
+pub mod routes;
+pub mod service;
+pub mod sign;
+pub mod sniff;
+
+pub use listener::{HttpLimits, http_tls, serve};
+pub use routes::app;
+pub use service::{Refusal, Slot, SlotError, SlotRequest, UploadSettings, Uploads};
+pub use sniff::Category;
+
+#[cfg(test)]
+mod tests;

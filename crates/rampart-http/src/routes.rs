@@ -1,0 +1,80 @@
+//! The HTTP routes, as an axum [`Router`]: `PUT /upload/{id}/{expires}/{tag}/{name}` and
+//! `GET`/`HEAD /file/{id}/{tag}/{name}`; everything else is 404. Bodies are bounded by the
+//! largest file size and every request by a deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::service::{Refusal, Uploads};
+
+/// The HTTP application over an upload service. `request_timeout` bounds each request,
+/// body included (a slow client gets 408).
+pub fn app(uploads: Arc<Uploads>, request_timeout: Duration) -> Router {
+    let max_body = usize::try_from(uploads.settings().max_file_size).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/upload/{id}/{expires}/{tag}/{name}", put(put_file))
+        .route("/file/{id}/{tag}/{name}", get(get_file))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .with_state(uploads)
+}
+
+fn refusal(r: Refusal) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut text = r.text;
+    text.push('\n');
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
+async fn put_file(
+    State(up): State<Arc<Uploads>>,
+    Path((id, expires, tag, name)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    match up.put(&id, &expires, &tag, &name, content_type, &body).await {
+        Ok(()) => (StatusCode::CREATED, "stored\n").into_response(),
+        Err(r) => refusal(r),
+    }
+}
+
+/// Types a browser may show inline; everything else is a download.
+fn inline(content_type: &str) -> bool {
+    let m = content_type.to_ascii_lowercase();
+    (m.starts_with("image/") && !m.starts_with("image/svg")) || m.starts_with("audio/") || m.starts_with("video/") || m.starts_with("text/plain")
+}
+
+async fn get_file(State(up): State<Arc<Uploads>>, Path((id, tag, name)): Path<(String, String, String)>) -> Response {
+    let served = match up.get(&id, &tag, &name).await {
+        Ok(s) => s,
+        Err(r) => return refusal(r),
+    };
+    let u = &served.upload;
+    let disposition = format!(
+        "{}; filename*=UTF-8''{}",
+        if inline(&u.content_type) { "inline" } else { "attachment" },
+        percent_encoding::utf8_percent_encode(&u.name, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let mut resp = served.bytes.into_response();
+    let h = resp.headers_mut();
+    let ct = HeaderValue::from_str(&u.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_TYPE, ct);
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    // Uploaded content never runs in our origin.
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=86400"));
+    resp
+}

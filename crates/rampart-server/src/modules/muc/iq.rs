@@ -1,0 +1,186 @@
+//! IQs to the chat service and its rooms: XEP-0030 disco#info/#items (the service lists its
+//! public rooms; a room describes its configuration with `muc_*` features and the
+//! `muc#roominfo` form), XEP-0199 ping and XEP-0410 self-ping to an occupant JID, XEP-0313
+//! MAM queries to a room (served from the compliance archive, messages as occupants saw
+//! them), and dispatch of `muc#owner` and `muc#admin` to [`super::admin`].
+
+use rampart_proto::disco::{DiscoInfo, DiscoItem, DiscoItems, Identity};
+use rampart_proto::{DefinedCondition, Element, ErrorType, Jid, StanzaError, ns};
+
+use super::room::Affiliation;
+use super::{MucService, NS_MUC_ADMIN, NS_MUC_OWNER, err, reply, send_all};
+use crate::modules::mam;
+use crate::router::Router;
+
+const NS_RSM: &str = "http://jabber.org/protocol/rsm";
+
+/// The single payload of a get/set IQ, or the error to answer with.
+fn payload(iq: &Element) -> Result<Option<&Element>, ()> {
+    match iq.attr("type") {
+        Some("get" | "set") => {}
+        _ => return Err(()),
+    }
+    let mut c = iq.elements();
+    match (c.next(), c.next()) {
+        (Some(p), None) => Ok(Some(p)),
+        _ => Ok(None),
+    }
+}
+
+async fn answer(router: &Router, iq: &Element, res: Result<Option<Element>, StanzaError>) {
+    match res {
+        Ok(p) => reply(router, iq, p).await,
+        Err(e) => router.bounce(iq, e),
+    }
+}
+
+fn bad_request() -> StanzaError {
+    StanzaError::new(ErrorType::Modify, DefinedCondition::BadRequest)
+}
+
+/// An IQ to the service domain itself.
+pub async fn service_iq(svc: &MucService, router: &Router, _from: &Jid, iq: &Element) {
+    let Ok(p) = payload(iq) else { return };
+    let Some(p) = p else { return router.bounce(iq, bad_request()) };
+    let get = iq.attr("type") == Some("get");
+    let res = if p.is("query", ns::DISCO_INFO) && get && p.attr("node").is_none() {
+        let info = DiscoInfo {
+            node: None,
+            identities: vec![Identity::new("conference", "text").with_name("Chatrooms")],
+            features: [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::MUC, ns::PING].iter().map(|s| (*s).to_owned()).collect(),
+            extensions: vec![],
+        };
+        Ok(Some(info.into()))
+    } else if p.is("query", ns::DISCO_ITEMS) && get && p.attr("node").is_none() {
+        let mut items = Vec::new();
+        for r in svc.all() {
+            let r = r.lock().await;
+            if r.config.public && !r.locked && !r.destroyed {
+                let name = if r.config.name.is_empty() { r.jid.node().unwrap_or_default().to_owned() } else { r.config.name.clone() };
+                items.push(DiscoItem { jid: r.jid.clone(), node: None, name: Some(name) });
+            }
+        }
+        items.sort_by(|a, b| a.jid.as_str().cmp(b.jid.as_str()));
+        Ok(Some(DiscoItems { node: None, items }.into()))
+    } else if p.is("ping", ns::PING) && get {
+        Ok(None)
+    } else {
+        Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable))
+    };
+    answer(router, iq, res).await;
+}
+
+/// An IQ to a room or an occupant JID.
+pub async fn room_iq(svc: &MucService, router: &Router, from: Jid, to: Jid, iq: Element) {
+    let Ok(p) = payload(&iq) else { return };
+    let Some(p) = p else { return router.bounce(&iq, bad_request()) };
+    let Some(room_ref) = svc.get(to.bare_str()) else {
+        return router.bounce(&iq, err(ErrorType::Cancel, DefinedCondition::ItemNotFound, "no such room"));
+    };
+    let mut room = room_ref.lock().await;
+    if room.destroyed {
+        return router.bounce(&iq, err(ErrorType::Cancel, DefinedCondition::ItemNotFound, "no such room"));
+    }
+    let get = iq.attr("type") == Some("get");
+    if let Some(nick) = to.resource() {
+        // XEP-0410: a ping to one's own occupant JID says whether one is still in the room.
+        let res = if p.is("ping", ns::PING) && get {
+            match room.occupants.get(nick) {
+                Some(o) if o.jid == from => Ok(None),
+                Some(_) if room.nick_of(&from).is_some() => Ok(None),
+                _ => Err(err(ErrorType::Cancel, DefinedCondition::NotAcceptable, "you are not in this room under that nick")),
+            }
+        } else {
+            Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable))
+        };
+        return answer(router, &iq, res).await;
+    }
+    let res = if p.is("query", ns::DISCO_INFO) && get && p.attr("node").is_none() {
+        let name = if room.config.name.is_empty() { room.jid.node().unwrap_or_default().to_owned() } else { room.config.name.clone() };
+        let info = DiscoInfo {
+            node: None,
+            identities: vec![Identity::new("conference", "text").with_name(name)],
+            features: room.features(router.services.archive.is_some()),
+            extensions: vec![super::form::room_info(&room)],
+        };
+        Ok(Some(info.into()))
+    } else if p.is("query", ns::DISCO_ITEMS) && get && p.attr("node").is_none() {
+        // Occupants are not listed: that would defeat semi-anonymity and members-only.
+        Ok(Some(DiscoItems { node: None, items: vec![] }.into()))
+    } else if p.is("ping", ns::PING) && get {
+        Ok(None)
+    } else if p.is("query", NS_MUC_OWNER) {
+        super::admin::owner(svc, router, &mut room, &from, &iq, p).await
+    } else if p.is("query", NS_MUC_ADMIN) {
+        super::admin::admin(svc, router, &mut room, &from, &iq, p).await
+    } else if p.is("query", mam::NS_MAM) {
+        room_mam(router, &room, &from, &iq, p).await
+    } else {
+        Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::FeatureNotImplemented))
+    };
+    answer(router, &iq, res).await;
+}
+
+/// XEP-0313 §5 on a room: the room's messages from the compliance archive, as occupants saw
+/// them. Outcasts may not read; in members-only rooms only members (and occupants) may.
+async fn room_mam(router: &Router, room: &super::room::Room, from: &Jid, iq: &Element, q: &Element) -> Result<Option<Element>, StanzaError> {
+    let aff = room.affiliation(from.bare_str());
+    if aff == Affiliation::Outcast || (room.config.members_only && aff < Affiliation::Member && room.nick_of(from).is_none()) {
+        return Err(err(ErrorType::Auth, DefinedCondition::Forbidden, "you may not read this room's history"));
+    }
+    if iq.attr("type") == Some("get") {
+        return Ok(Some(mam::form_fields()));
+    }
+    let Some(archive) = &router.services.archive else {
+        return Err(err(ErrorType::Cancel, DefinedCondition::ServiceUnavailable, "the message archive is switched off on this server"));
+    };
+    let mut query = mam::parse_query(q)?;
+    // `with` names an occupant JID here; the archive knows real JIDs, so it is not offered.
+    query.with = None;
+    query.exclude_peers = router.quarantine.accounts();
+    let page = match archive.mam_query(room.jid.as_str(), &query).await {
+        Ok(p) => p,
+        Err(rampart_archive::ArchiveError::ItemNotFound(id)) => {
+            return Err(err(ErrorType::Cancel, DefinedCondition::ItemNotFound, &format!("no archived message with id {id}")));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "room MAM query failed");
+            return Err(StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError));
+        }
+    };
+    let queryid = q.attr("queryid");
+    let mut out = Vec::new();
+    for rec in &page.records {
+        // Only messages to the room itself (private messages are between their parties).
+        if rec.record.to != room.jid.as_str() {
+            continue;
+        }
+        let Some(fwd) = mam::forwarded(rec) else { continue };
+        let mut result = Element::new("result", mam::NS_MAM).with_attr("id", rec.seq.to_string());
+        if let Some(qid) = queryid {
+            result.set_attr("queryid", qid);
+        }
+        out.push(
+            Element::new("message", ns::CLIENT)
+                .with_attr("to", from.as_str())
+                .with_attr("from", room.jid.as_str())
+                .with_attr("id", format!("mam-{}", rec.seq))
+                .with_child(result.with_child(fwd)),
+        );
+    }
+    send_all(router, out).await;
+    let mut set = Element::new("set", NS_RSM);
+    if let (Some(first), Some(last)) = (&page.first, &page.last) {
+        let mut f = Element::new("first", NS_RSM).with_text(first.clone());
+        if let Some(i) = page.first_index {
+            f.set_attr("index", i.to_string());
+        }
+        set = set.with_child(f).with_child(Element::new("last", NS_RSM).with_text(last.clone()));
+    }
+    set = set.with_child(Element::new("count", NS_RSM).with_text(page.count.to_string()));
+    let mut fin = Element::new("fin", mam::NS_MAM).with_child(set);
+    if page.complete {
+        fin.set_attr("complete", "true");
+    }
+    Ok(Some(fin))
+}
