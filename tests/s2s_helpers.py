@@ -84,6 +84,8 @@ def s2s_server(workdir: Path, ca: CertAuthority, domain: str, allow: list[str], 
     table = {"enabled": True, "allow": allow, "ca_file": str(ca.path), "public_roots": False,
              "connect_timeout_secs": 10, "retry_max_secs": 2}
     table.update(extra or {})
+    if "routes" in table:
+        table["routes"] = dict(table["routes"])
     return RampartServer(workdir, domain=domain, tls=ca.issue(domain), ca_path=ca.path, s2s=table,
                          guard=guard, limits=limits)
 

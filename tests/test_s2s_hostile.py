@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from rampart_harness import assert_server_serves, events_list, make_client
+from rampart_harness import (
+    archive_search, assert_server_serves, events_list, free_ports, make_client, send_msg_id,
+    stanza_error, stanza_error_text,
+)
 from s2s_helpers import CertAuthority, RawS2S, route_to, s2s_server
 
 WORK = Path(__file__).resolve().parent / ".work" / "test_s2s_hostile"
@@ -30,8 +33,11 @@ WORK = Path(__file__).resolve().parent / ".work" / "test_s2s_hostile"
 def env():
     ca = CertAuthority(WORK / "ca")
     rogue = CertAuthority(WORK / "rogue", name="Rogue CA")
-    alpha = s2s_server(WORK / "alpha", ca, "alpha.test", ["beta.test", "gamma.test"],
-                       limits={"max_stanza_bytes": 4096})
+    dead_port = free_ports(1)[0]  # nothing listens there: dead.test never answers
+    alpha = s2s_server(WORK / "alpha", ca, "alpha.test", ["beta.test", "gamma.test", "dead.test"],
+                       limits={"max_stanza_bytes": 4096},
+                       extra={"bounce_after_secs": 3,
+                              "routes": {'"dead.test"': f"127.0.0.1:{dead_port}"}})
     gamma = s2s_server(WORK / "gamma", ca, "gamma.test", ["alpha.test"])
     route_to(alpha, gamma, direct_tls=True)
     route_to(gamma, alpha)
@@ -194,6 +200,27 @@ async def test_direct_tls_route(env):
         await cg.logout()
         ca_.kill()
         cg.kill()
+
+
+async def test_unreachable_peer_bounces_after_the_configured_time(env):
+    """A message for a domain that never answers waits in the queue, then comes back with
+    `remote-server-timeout` (bounce_after_secs = 3 here), and the bounce is archived."""
+    alpha = env["alpha"]
+    a = alpha.add_user("lonely")
+    c = make_client(alpha, a, "pc")
+    await c.login()
+    try:
+        await c.go_online()
+        mid = send_msg_id(c, "nobody@dead.test", "anyone there?")
+        err = await c.wait_message(lambda m: m["id"] == mid and m["type"] == "error", timeout=60,
+                                   what="the remote-server-timeout bounce")
+        assert stanza_error(err)[0] == "remote-server-timeout", err
+        assert "dead.test" in stanza_error_text(err)
+    finally:
+        await c.logout()
+        c.kill()
+    recs = archive_search(alpha, None, "--verdict", "bounced", "--from", a.jid)
+    assert any(r["remote_domain"] == "dead.test" for r in recs), recs
 
 
 async def test_server_still_serves(env):

@@ -122,6 +122,9 @@ pub(super) async fn serve(s2s: Arc<S2s>, router: Arc<Router>, tcp: TcpStream, pe
 async fn end(s2s: &S2s, link_id: i64, peer: SocketAddr, e: ConnError) {
     match &e {
         ConnError::Closed | ConnError::StreamEnd => tracing::debug!(%peer, "s2s peer closed the stream"),
+        ConnError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            tracing::info!(%peer, "s2s peer dropped the connection")
+        }
         _ => tracing::warn!(%peer, error = %e, "s2s inbound stream closed"),
     }
     s2s.drop_link(link_id).await;
