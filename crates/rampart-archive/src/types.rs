@@ -19,6 +19,9 @@ pub enum RecordKind {
     Logout,
     /// A file transfer (e.g. HTTP upload); the file hash in `meta_json`.
     File,
+    /// A personal eventing (XEP-0163) publish: the item in `stanza_xml`, node and item id
+    /// in `meta_json`.
+    Publish,
 }
 
 impl RecordKind {
@@ -30,6 +33,7 @@ impl RecordKind {
             RecordKind::Login => "login",
             RecordKind::Logout => "logout",
             RecordKind::File => "file",
+            RecordKind::Publish => "publish",
         }
     }
 
@@ -41,6 +45,7 @@ impl RecordKind {
             "login" => RecordKind::Login,
             "logout" => RecordKind::Logout,
             "file" => RecordKind::File,
+            "publish" => RecordKind::Publish,
             _ => return None,
         })
     }

@@ -101,13 +101,16 @@ impl DefinedCondition {
 
 /// A stanza-level error (RFC 6120 §8.3): `<error type=.. [by=..]><condition/>[<text/>]</error>`.
 ///
-/// Application-specific conditions and the content of `<gone/>`/`<redirect/>` are not kept.
+/// The content of `<gone/>`/`<redirect/>` is not kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StanzaError {
     pub type_: ErrorType,
     pub condition: DefinedCondition,
     pub text: Option<String>,
     pub by: Option<String>,
+    /// An application-specific condition (RFC 6120 §8.3.4), e.g. XEP-0060's
+    /// `<precondition-not-met xmlns='http://jabber.org/protocol/pubsub#errors'/>`.
+    pub app: Option<Element>,
 }
 
 impl StanzaError {
@@ -118,7 +121,14 @@ impl StanzaError {
             condition,
             text: None,
             by: None,
+            app: None,
         }
+    }
+
+    /// Builder-style: add an application-specific condition element.
+    pub fn with_app(mut self, app: Element) -> Self {
+        self.app = Some(app);
+        self
     }
 
     /// Builder-style: add human-readable text (sent with `xml:lang='en'`).
@@ -169,6 +179,9 @@ impl From<StanzaError> for Element {
                     .with_text(t),
             );
         }
+        if let Some(app) = e.app {
+            el = el.with_child(app);
+        }
         el
     }
 }
@@ -181,6 +194,7 @@ impl TryFrom<&Element> for StanzaError {
         let type_ = ErrorType::parse(t).ok_or_else(|| ParseError::bad_value("type", t))?;
         let mut condition = None;
         let mut text = None;
+        let app = e.elements().find(|c| c.ns != ns::STANZAS && c.ns != e.ns).cloned();
         for c in e.elements().filter(|c| c.ns == ns::STANZAS) {
             if c.name == "text" {
                 if text.is_none() {
@@ -198,6 +212,7 @@ impl TryFrom<&Element> for StanzaError {
             condition,
             text,
             by: util::opt_attr(e, "by"),
+            app,
         })
     }
 }

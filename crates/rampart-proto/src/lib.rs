@@ -12,6 +12,8 @@ pub use rampart_xml::{Element, Node};
 
 pub mod bind;
 pub mod blocking;
+pub mod caps;
+pub mod dataforms;
 pub mod datetime;
 pub mod delay;
 pub mod disco;
@@ -21,6 +23,7 @@ pub mod last;
 pub mod ns;
 pub mod ping;
 pub mod private;
+pub mod pubsub;
 pub mod roster;
 pub mod sasl;
 pub mod stanza;

@@ -20,6 +20,26 @@ fn get_only(iq: &Element, payload: &Element) -> Result<(), StanzaError> {
     Ok(())
 }
 
+/// The XEP-0115 `node` of the server's capabilities.
+pub const CAPS_NODE: &str = "https://rampart.invalid/caps";
+
+/// The server's own disco#info (identity and the features of every IQ handler).
+pub fn server_info(router: &Router) -> DiscoInfo {
+    DiscoInfo {
+        node: None,
+        identities: vec![Identity { category: "server".into(), type_: "im".into(), name: Some("Rampart".into()), lang: None }],
+        features: router.features().into_iter().map(str::to_owned).collect(),
+        extensions: vec![],
+    }
+}
+
+/// XEP-0115: the server's capabilities (`<c/>` for the stream features), a SHA-1 hash of
+/// [`server_info`]: stable as long as the feature set is.
+pub fn server_caps(router: &Router) -> rampart_proto::caps::Caps {
+    let ver = rampart_proto::caps::hash(&server_info(router), "sha-1").unwrap_or_default();
+    rampart_proto::caps::Caps { hash: Some("sha-1".into()), node: CAPS_NODE.into(), ver }
+}
+
 #[async_trait]
 impl IqHandler for DiscoInfoHandler {
     fn features(&self) -> &'static [&'static str] {
@@ -27,14 +47,26 @@ impl IqHandler for DiscoInfoHandler {
     }
 
     async fn handle(&self, router: &Router, _: &mut SessionCtx, iq: &Element, payload: &Element) -> Result<Option<Element>, StanzaError> {
-        get_only(iq, payload)?;
         let to_account = iq.attr("to").is_some_and(|t| t != router.domain);
+        // XEP-0115 §6.2: the server answers for its own caps node too.
+        if !to_account && let Some(node) = payload.attr("node") {
+            let caps = server_caps(router);
+            if iq.attr("type") == Some("get") && node == caps.disco_node() {
+                return Ok(Some(DiscoInfo { node: Some(node.to_owned()), ..server_info(router) }.into()));
+            }
+        }
+        get_only(iq, payload)?;
         let info = if to_account {
             DiscoInfo {
                 node: None,
-                identities: vec![Identity { category: "account".into(), type_: "registered".into(), name: None, lang: None }],
+                identities: vec![
+                    Identity { category: "account".into(), type_: "registered".into(), name: None, lang: None },
+                    // XEP-0163 §6.1: the account is a PEP service.
+                    Identity { category: "pubsub".into(), type_: "pep".into(), name: None, lang: None },
+                ],
                 features: {
                     let mut f = vec![ns::DISCO_INFO.to_owned()];
+                    f.extend(crate::modules::pep::FEATURES.iter().map(|s| (*s).to_owned()));
                     if router.services.archive.is_some() {
                         f.push(crate::modules::mam::NS_MAM.to_owned());
                         // XEP-0359: delivered copies carry the archive's stanza-id.
@@ -45,12 +77,7 @@ impl IqHandler for DiscoInfoHandler {
                 extensions: vec![],
             }
         } else {
-            DiscoInfo {
-                node: None,
-                identities: vec![Identity { category: "server".into(), type_: "im".into(), name: Some("Rampart".into()), lang: None }],
-                features: router.features().into_iter().map(str::to_owned).collect(),
-                extensions: vec![],
-            }
+            server_info(router)
         };
         Ok(Some(info.into()))
     }

@@ -88,6 +88,10 @@ impl IqHandler for PrivateHandler {
                     }
                     items.push(PrivateItem { namespace: el.ns.clone(), name: el.name.clone(), xml });
                 }
+                // XEP-0402 compat: legacy bookmarks become PEP bookmarks (after the guard).
+                for el in query.items.iter().filter(|e| e.is("storage", crate::modules::pep::convert::LEGACY_BOOKMARKS)) {
+                    crate::modules::pep::convert::private_bookmarks_set(router, ctx, el).await?;
+                }
                 match router.stores.private.private_set(owner, &items, MAX_ITEMS).await {
                     Ok(()) => Ok(None),
                     Err(StoreError::QuotaExceeded) => Err(StanzaError::new(ErrorType::Wait, DefinedCondition::ResourceConstraint)

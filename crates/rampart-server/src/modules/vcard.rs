@@ -75,7 +75,16 @@ impl IqHandler for VCardHandler {
                     return Err(StanzaError::new(ErrorType::Modify, DefinedCondition::NotAcceptable)
                         .with_text(format!("vCard larger than {MAX_VCARD_BYTES} bytes")));
                 }
+                // Threat defense and the archive see vCards as they see PEP items.
+                let seen = crate::modules::pep::gate::gate_publish(router, &ctx.jid, ns::VCARD, "vcard", vcard.as_element()).await?;
+                let rec = crate::modules::pep::gate::publish_record(&ctx.jid, ns::VCARD, "vcard", vcard.as_element(), &seen.text, rampart_archive::Verdict::Delivered);
+                if router.archive(rec).await.is_err() {
+                    return Err(StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError)
+                        .with_text("not stored: the compliance archive is unavailable"));
+                }
                 router.stores.vcards.set_vcard(owner, &xml).await.map_err(internal)?;
+                // XEP-0398: the PHOTO becomes the XEP-0084 avatar.
+                crate::modules::pep::convert::vcard_changed(router, ctx, vcard.as_element()).await;
                 Ok(None)
             }
             _ => Err(StanzaError::new(ErrorType::Modify, DefinedCondition::BadRequest)),

@@ -1,0 +1,138 @@
+//! XEP-0115 entity capabilities of client sessions, for PEP's `+notify` filtering: which
+//! `ver` each available session announced, and the features behind each `ver`, learned by
+//! asking one session per `ver` for its disco#info and **verifying the hash** before the
+//! answer is cached (an unverifiable answer is not trusted for anyone).
+//!
+//! Bounded: at most [`MAX_VERS`] cached `ver`s (then the cache starts over) and
+//! [`MAX_PENDING`] queries in flight.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use rampart_proto::caps::{self, Caps};
+use rampart_proto::disco::DiscoInfo;
+use rampart_proto::{Element, Jid, ns};
+
+/// Most distinct `ver`s remembered.
+pub const MAX_VERS: usize = 4096;
+/// Most disco#info queries in flight.
+pub const MAX_PENDING: usize = 1024;
+/// Most features kept for one `ver`.
+pub const MAX_FEATURES: usize = 512;
+
+pub type Features = Arc<HashSet<String>>;
+
+struct Pending {
+    ver: String,
+    hash: String,
+    asked: Jid,
+}
+
+#[derive(Default)]
+struct Inner {
+    features: HashMap<String, Features>,
+    sessions: HashMap<Jid, String>,
+    pending: HashMap<String, Pending>,
+    /// Sessions waiting for a `ver` being asked about.
+    waiting: HashMap<String, Vec<Jid>>,
+}
+
+/// What to do after a session's presence.
+pub enum Seen {
+    /// Features are known; `changed` if this session announced a new `ver`.
+    Known { features: Features, changed: bool },
+    /// Send this disco#info query to the session.
+    Ask(Element),
+    /// Nothing to do (no caps, unchanged, or a query is on its way).
+    Nothing,
+}
+
+/// The capabilities cache (one per server).
+#[derive(Default)]
+pub struct CapsCache {
+    inner: Mutex<Inner>,
+}
+
+impl CapsCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The features of an available session, if known.
+    pub fn features(&self, jid: &Jid) -> Option<Features> {
+        let g = self.lock();
+        g.sessions.get(jid).and_then(|v| g.features.get(v)).cloned()
+    }
+
+    /// A session sent available presence (with or without `<c/>`).
+    pub fn presence(&self, jid: &Jid, presence: &Element, domain: &str) -> Seen {
+        let Some(c) = presence.child("c", ns::CAPS).and_then(|c| Caps::try_from(c).ok()) else {
+            return Seen::Nothing;
+        };
+        // Legacy caps (no hash) cannot be verified; they are not trusted.
+        let Some(hash) = c.hash.clone().filter(|h| matches!(h.as_str(), "sha-1" | "sha-256")) else {
+            return Seen::Nothing;
+        };
+        let mut g = self.lock();
+        let changed = g.sessions.get(jid) != Some(&c.ver);
+        if changed {
+            g.sessions.insert(jid.clone(), c.ver.clone());
+        }
+        if let Some(f) = g.features.get(&c.ver) {
+            return if changed { Seen::Known { features: f.clone(), changed } } else { Seen::Nothing };
+        }
+        if let Some(w) = g.waiting.get_mut(&c.ver) {
+            if !w.contains(jid) && w.len() < 256 {
+                w.push(jid.clone());
+            }
+            return Seen::Nothing;
+        }
+        if g.pending.len() >= MAX_PENDING {
+            return Seen::Nothing;
+        }
+        let id = format!("caps-{:016x}", rand::random::<u64>());
+        g.pending.insert(id.clone(), Pending { ver: c.ver.clone(), hash, asked: jid.clone() });
+        g.waiting.insert(c.ver.clone(), vec![jid.clone()]);
+        let iq = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "get")
+            .with_attr("id", id)
+            .with_attr("from", domain)
+            .with_attr("to", jid.as_str())
+            .with_child(Element::new("query", ns::DISCO_INFO).with_attr("node", c.disco_node()));
+        Seen::Ask(iq)
+    }
+
+    /// An IQ result or error from `from`: if it answers one of our queries, verify and cache
+    /// it and return the features with the sessions that were waiting for them.
+    pub fn response(&self, from: &Jid, iq: &Element) -> Option<(Features, Vec<Jid>)> {
+        let id = iq.attr("id")?;
+        let mut g = self.lock();
+        if g.pending.get(id).is_none_or(|p| &p.asked != from) {
+            return None;
+        }
+        let p = g.pending.remove(id)?;
+        let waiters = g.waiting.remove(&p.ver).unwrap_or_default();
+        if iq.attr("type") != Some("result") {
+            return None;
+        }
+        let info = iq.child("query", ns::DISCO_INFO).and_then(|q| DiscoInfo::try_from(q).ok())?;
+        match caps::hash(&info, &p.hash) {
+            Ok(v) if v == p.ver => {}
+            other => {
+                tracing::warn!(from = %from, ver = %p.ver, computed = ?other, "entity capabilities do not verify; not cached");
+                return None;
+            }
+        }
+        let features: Features = Arc::new(info.features.into_iter().take(MAX_FEATURES).collect());
+        if g.features.len() >= MAX_VERS {
+            g.features.clear();
+        }
+        g.features.insert(p.ver, features.clone());
+        Some((features, waiters))
+    }
+
+    /// A session went unavailable or ended.
+    pub fn forget(&self, jid: &Jid) {
+        self.lock().sessions.remove(jid);
+    }
+}
