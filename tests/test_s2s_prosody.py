@@ -1,8 +1,12 @@
 """Federation with a server nobody here wrote: Prosody from Debian (`/usr/bin/prosody`,
 installed by `.ci/run`) on loopback, prosody.test, with a certificate from the same test CA
-and SASL EXTERNAL both ways. Rampart (alpha.test) reaches it by a static route; Prosody
-answers over the same link (XEP-0288, Prosody's mod_s2s_bidi), since it cannot resolve
-alpha.test. Messages cross in both directions, and a presence subscription completes.
+and SASL EXTERNAL both ways.
+
+* Prosody connects to Rampart: it finds alpha.test through a hosts file given to its DNS
+  resolver (libunbound `hoststxt`), so Rampart's s2s listener sits on port 5269 of a
+  loopback address of its own; Rampart authenticates Prosody's certificate (SASL EXTERNAL)
+  and delivers; its answer goes out over Rampart's own outbound link (static route).
+* Rampart connects to Prosody first: Prosody offers XEP-0288 and answers over that link.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class Prosody:
         self.cert_path = ca.path
         self.c2s_port, self.s2s_port, self.c2s_tls_port = free_ports(3)
         cert, key = ca.issue(domain)
+        self.hosts = self.dir / "hosts"
+        self.hosts.write_text("")
         self.config = self.dir / "prosody.cfg.lua"
         self.config.write_text(f"""
 run_as_root = true
@@ -63,6 +69,7 @@ s2s_require_encryption = true
 s2s_secure_auth = true
 ssl = {{ cafile = "{ca.path}" }}
 log = {{ debug = "{self.dir}/prosody.log" }}
+unbound = {{ hoststxt = "{self.hosts}" }}
 VirtualHost "{domain}"
   ssl = {{ key = "{key}"; certificate = "{cert}"; cafile = "{ca.path}" }}
 """)
@@ -110,12 +117,36 @@ VirtualHost "{domain}"
                 self.proc.wait(5)
 
 
+def free_loopback_5269() -> str:
+    """A loopback address (127.x.y.z) whose port 5269 is free: where Prosody, which looks
+    peers up by name on the default port, finds Rampart."""
+    import random
+    import socket
+    for _ in range(50):
+        ip = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+        s = socket.socket()
+        try:
+            s.bind((ip, 5269))
+            return ip
+        except OSError:
+            continue
+        finally:
+            s.close()
+    pytest.skip("no loopback address with a free port 5269")
+
+
 @pytest.fixture(scope="module")
 def peers():
     ca = CertAuthority(WORK / "ca")
     prosody = Prosody(WORK / "prosody", ca)
     alpha = s2s_server(WORK / "alpha", ca, "alpha.test", ["prosody.test"],
                        extra={"routes": {'"prosody.test"': f"{HOST}:{prosody.s2s_port}"}})
+    ip = free_loopback_5269()
+    default = f's2s = "{HOST}:{alpha.s2s_port}"'
+    base = alpha.config_text
+    alpha.config_text = lambda: base().replace(default, f's2s = "{ip}:5269"')
+    alpha.write_config()
+    prosody.hosts.write_text(f"{ip} alpha.test\n")
     prosody.start()
     alpha.start()
     try:
@@ -123,6 +154,37 @@ def peers():
     finally:
         alpha.stop()
         prosody.stop()
+
+
+async def test_prosody_connects_to_rampart(peers):
+    """Prosody opens the first link (its user writes first): Rampart's inbound side."""
+    alpha, prosody = peers
+    a = alpha.add_user("amy")
+    p = prosody.register("pia" + secrets.token_hex(3), "pw-" + secrets.token_hex(8))
+    ca, cp = make_client(alpha, a, "pc"), make_client(prosody, p, "pc")
+    await ca.login()
+    await cp.login()
+    try:
+        await ca.go_online()
+        cp.send_presence()
+        tag = secrets.token_hex(4)
+        cp.send_msg(a.jid, f"prosody first {tag}")
+        try:
+            m = await ca.wait_message(lambda m: m["body"] == f"prosody first {tag}", timeout=90,
+                                      what="Prosody's message on Rampart")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nprosody log:\n{prosody.log()}\nrampart log:\n{alpha.log_text()}")
+        assert m["from"].bare == p.jid
+        st = alpha.cli("s2s", "status", "--json")
+        assert '"direction":"in"' in st.stdout.replace(" ", "") and "sasl-external" in st.stdout, st.stdout
+        ca.send_msg(m["from"].full, f"rampart answers {tag}")
+        await cp.wait_message(lambda m: m["body"] == f"rampart answers {tag}", timeout=60,
+                              what="Rampart's answer on Prosody")
+    finally:
+        await ca.logout()
+        await cp.logout()
+        ca.kill()
+        cp.kill()
 
 
 async def test_messages_both_ways_with_prosody(peers):
