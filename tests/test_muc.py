@@ -166,7 +166,7 @@ async def test_room_lifecycle(clients, new_user):
     info = await disco_info(a, room)
     f = features(info)
     assert {NS_MUC, "muc_temporary", "muc_open", "muc_unmoderated", "muc_semianonymous",
-            "muc_unsecured", "muc_public", NS_MAM} <= f, f
+            "muc_unsecured", "muc_public", NS_MAM, "urn:xmpp:occupant-id:0"} <= f, f
     assert roominfo(info).get("muc#roomconfig_roomname") == "Lifecycle room"
     listed = await a.iq("get", f"<query xmlns='{NS_DISCO_ITEMS}'/>", to=MUC)
     assert room in {i.get("jid") for i in listed.xml.iter(f"{{{NS_DISCO_ITEMS}}}item")}
@@ -185,6 +185,10 @@ async def test_room_lifecycle(clients, new_user):
     got = await heard(a, room, "hello room")
     assert got["from"] == f"{room}/bob"
     assert stanza_id_of(got, room), f"no stanza-id by the room: {got}"
+    # XEP-0421: the same opaque occupant id on bob's presence and messages.
+    oid = got.xml.find("{urn:xmpp:occupant-id:0}occupant-id").get("id")
+    assert oid and bob.jid not in oid
+    assert p.xml.find("{urn:xmpp:occupant-id:0}occupant-id").get("id") == oid
     await heard(b, room, "hello room")
     muc(a).set_subject(room, "Quarterly planning")
     s = await b.wait_message(lambda m: m["subject"] == "Quarterly planning", what="the subject")

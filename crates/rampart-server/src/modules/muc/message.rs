@@ -20,14 +20,12 @@ use rampart_store::security::SecurityEvent;
 use rampart_xml::Node;
 
 use super::room::{Affiliation, AllowPm, Role, Room};
-use super::{MucService, NS_MUC_USER, deliver_to_user, err, new_id, now_ms, remove_gone, send_all};
+use super::{MucService, NS_MUC_USER, NS_OCCUPANT_ID, deliver_to_user, err, new_id, now_ms, remove_gone, send_all};
 use crate::pipeline::{Gate, is_archivable, message_record};
 use crate::router::Router;
 
 /// Namespace of the alert sent to owners and admins when a room rule fires.
 pub const NS_ALERT: &str = "urn:xmpp:rampart:security:0";
-/// XEP-0421 occupant ids are not issued; strip any a client claims.
-const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
 /// Most invitations in one message.
 const MAX_INVITES: usize = 10;
 
@@ -63,7 +61,7 @@ pub async fn handle(svc: &MucService, router: &Router, from: Jid, to: Jid, el: E
 }
 
 /// Clean a client's message for the room: `from` the occupant JID, no `to`, no ids claimed
-/// in the room's name.
+/// in the room's name; the sender's XEP-0421 occupant id.
 fn as_broadcast(el: &Element, room: &Room, nick: &str) -> Element {
     let mut b = el.clone();
     b.set_attr("from", room.occupant_jid(nick));
@@ -73,6 +71,9 @@ fn as_broadcast(el: &Element, room: &Room, nick: &str) -> Element {
         Node::Element(c) => !(c.is("stanza-id", ns::SID) && c.attr("by") == Some(by)) && c.ns != NS_OCCUPANT_ID,
         Node::Text(_) => true,
     });
+    if let Some(id) = room.occupants.get(nick).map(|o| o.occupant_id.as_str()).filter(|i| !i.is_empty()) {
+        b.children.push(Node::Element(Element::new("occupant-id", NS_OCCUPANT_ID).with_attr("id", id)));
+    }
     b
 }
 

@@ -15,7 +15,7 @@ use crate::router::Router;
 /// The presence payload kept for an occupant: everything but MUC extensions.
 fn payload_of(el: &Element) -> Vec<Element> {
     el.elements()
-        .filter(|c| !c.ns.starts_with(ns::MUC) && !(c.name == "error"))
+        .filter(|c| !c.ns.starts_with(ns::MUC) && c.ns != super::NS_OCCUPANT_ID && c.name != "error")
         .take(16)
         .cloned()
         .collect()
@@ -118,7 +118,8 @@ async fn available(svc: &MucService, router: &Router, from: Jid, to: Jid, nick: 
     }
 
     let role = room.default_role(aff);
-    room.occupants.insert(nick.clone(), Occupant { nick: nick.clone(), jid: from.clone(), role, presence: payload_of(&el) });
+    let occupant_id = super::occupant_id(&router.config.server_secret, room.jid.as_str(), from.bare_str());
+    room.occupants.insert(nick.clone(), Occupant { nick: nick.clone(), jid: from.clone(), role, presence: payload_of(&el), occupant_id });
     let Some(me) = room.occupants.get(&nick).cloned() else { return };
     let mut out = Vec::new();
     // 1. Everyone already there, to the newcomer.

@@ -200,6 +200,8 @@ pub struct Occupant {
     /// Presence payload last sent into the room (show, status, caps...), without MUC
     /// extensions.
     pub presence: Vec<Element>,
+    /// XEP-0421 occupant id (see [`super::occupant_id`]).
+    pub occupant_id: String,
 }
 
 /// One room. Lives behind an async mutex in [`super::MucService`].
@@ -334,6 +336,9 @@ impl Room {
         if let Some(e) = item.extra {
             x = x.with_child(e.clone());
         }
+        if !o.occupant_id.is_empty() {
+            p = p.with_child(Element::new("occupant-id", super::NS_OCCUPANT_ID).with_attr("id", o.occupant_id.clone()));
+        }
         let is_self = viewer.jid == o.jid;
         let mut all: Vec<u16> = codes.to_vec();
         if is_self {
@@ -404,6 +409,7 @@ impl Room {
             if c.whois_anyone { "muc_nonanonymous" } else { "muc_semianonymous" },
             if c.password.is_some() { "muc_passwordprotected" } else { "muc_unsecured" },
             super::NS_SELF_PING,
+            super::NS_OCCUPANT_ID,
         ];
         if archive {
             f.push(ns::MAM);
@@ -436,7 +442,7 @@ mod tests {
     }
 
     fn occ(nick: &str, j: &str, role: Role) -> Occupant {
-        Occupant { nick: nick.into(), jid: jid(j), role, presence: vec![] }
+        Occupant { nick: nick.into(), jid: jid(j), role, presence: vec![], occupant_id: String::new() }
     }
 
     #[test]
@@ -447,6 +453,16 @@ mod tests {
         // Garbage gives a usable (persistent: it came from the store) default.
         let d = RoomConfig::from_json("not json");
         assert!(d.persistent && d.public && !d.members_only);
+    }
+
+    #[test]
+    fn occupant_ids_are_stable_and_per_room() {
+        use super::super::occupant_id;
+        let a = occupant_id(b"k", "r@c.x", "a@x");
+        assert_eq!(a, occupant_id(b"k", "r@c.x", "a@x"));
+        assert_ne!(a, occupant_id(b"k", "s@c.x", "a@x"));
+        assert_ne!(a, occupant_id(b"other", "r@c.x", "a@x"));
+        assert!(!a.contains("a@x") && a.len() >= 20);
     }
 
     #[test]
@@ -476,6 +492,9 @@ mod tests {
         assert!(!seen_by_mod.contains("code=\"100\""), "{seen_by_mod}");
         let seen_by_peer = r.occupant_presence(&m, &a, false, ItemExtras::default(), &[]).to_xml_string();
         assert!(!seen_by_peer.contains("o@x/1"), "{seen_by_peer}");
+        let mut a2 = a.clone();
+        a2.occupant_id = super::super::occupant_id(b"secret", "r@conference.x", "a@x");
+        assert!(r.occupant_presence(&a2, &m, false, ItemExtras::default(), &[]).to_xml_string().contains(&a2.occupant_id));
         let own = r.occupant_presence(&a, &a, false, ItemExtras::default(), &[201]).to_xml_string();
         assert!(own.contains("code=\"110\"") && own.contains("code=\"201\""));
         r.config.whois_anyone = true;
