@@ -2,8 +2,9 @@
 //! disco#info (identity `store/file`, feature `urn:xmpp:http:upload:0`, the `max-file-size`
 //! form) and slot requests. Slots come from a [`SlotService`] (the binary plugs in
 //! `rampart-http`'s upload service); this module maps its answers to XEP-0363 errors
-//! (`file-too-large` with the limit, `resource-constraint` for quota, `policy-violation` for
-//! forbidden types) and refuses quarantined accounts.
+//! (`not-acceptable` + `file-too-large` with the limit, `resource-constraint` for quota,
+//! `not-acceptable` with a text for forbidden types) and refuses quarantined accounts
+//! (`forbidden`, as XEP-0363 §5 answers users who may not upload).
 
 use std::sync::Arc;
 
@@ -97,7 +98,8 @@ impl UploadComponent {
                 .with_text("only accounts of this server may upload"));
         }
         if let Some(reason) = router.quarantine.reason(from.bare_str()) {
-            return Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::PolicyViolation)
+            // XEP-0363 §5: "not allowed to upload" is `forbidden`.
+            return Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::Forbidden)
                 .with_text(format!("your account is quarantined: {reason}")));
         }
         let filename = payload.attr("filename").ok_or_else(|| bad("the filename attribute is required"))?;
@@ -123,8 +125,10 @@ impl UploadComponent {
             Err(SlotRefusal::Quota(t)) => {
                 Err(StanzaError::new(ErrorType::Wait, DefinedCondition::ResourceConstraint).with_text(t))
             }
+            // A forbidden file type: the request is not acceptable as made (a client that
+            // knows only RFC 3920's conditions still understands it).
             Err(SlotRefusal::Forbidden(t)) => {
-                Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::PolicyViolation).with_text(t))
+                Err(StanzaError::new(ErrorType::Modify, DefinedCondition::NotAcceptable).with_text(t))
             }
             Err(SlotRefusal::BadRequest(t)) => Err(bad(&t)),
             Err(SlotRefusal::Unavailable(t)) => {
