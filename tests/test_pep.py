@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
+import time
 import xml.etree.ElementTree as ET
 
 from slixmpp.plugins.xep_0004 import Form
@@ -27,7 +29,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from rampart_harness import (
     DOMAIN, NS_DISCO_INFO, RawXMPP, archive_search, archive_verify, roster_items,
-    stanza_error, stanza_error_text,
+    stanza_error, stanza_error_text, verify_export_dir,
 )
 
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
@@ -474,7 +476,7 @@ async def test_omemo_nodes_with_open_access(server, new_user, clients):
     assert (await ps.publish(None, NS_OMEMO_DEVICES, id="current", payload=devices, options=opts))["type"] == "result"
 
 
-async def test_guard_blocks_lure_in_item_and_archive_records_publish(server, new_user, clients):
+async def test_guard_blocks_lure_in_item_and_archive_records_publish(server, new_user, clients, tmp_path):
     alice, bob = new_user("alice"), new_user("bob")
     a = await pep_client(clients, alice, interests=[NS_TUNE])
     b = await pep_client(clients, bob, interests=[NS_TUNE])
@@ -505,3 +507,45 @@ async def test_guard_blocks_lure_in_item_and_archive_records_publish(server, new
     assert "blocked" in verdicts, blocked
     v = archive_verify(server)
     assert v.returncode == 0, v.stdout + v.stderr
+    # The eDiscovery export carries publish records and verifies independently.
+    out = tmp_path / "export"
+    r = server.cli("archive", "export", "--out", str(out), "--format", "jsonl", "--from", alice.jid, timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    exported = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines() if x.strip()]
+    pub_key = (server.data_dir / "archive-signing.pub").read_text().strip()
+    verify_export_dir(out, pub_key)
+    assert any(x.get("kind") == "publish" for x in exported), exported[:3]
+
+
+async def test_forged_caps_get_no_notifications(server, new_user, clients):
+    """A session whose disco#info does not hash to the ver it announced is not
+    trusted: its claimed +notify features are ignored."""
+    alice = new_user("alice")
+    a = await pep_client(clients, alice)
+    raw = RawXMPP(server)
+    try:
+        raw.login(alice, resource="forger")
+        raw.send("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
+                 "node='urn:forger' ver='AAAAAAAAAAAAAAAAAAAAAAAAAAA='/></presence>")
+        q = None
+        for _ in range(20):
+            el = raw.next_element(10)
+            assert el is not None, raw.describe()
+            if el.tag == "{jabber:client}iq" and el.find(f"{{{NS_DISCO_INFO}}}query") is not None:
+                q = el
+                break
+        assert q is not None and q.get("from") == DOMAIN
+        node = q.find(f"{{{NS_DISCO_INFO}}}query").get("node")
+        assert node == "urn:forger#AAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        raw.send(f"<iq type='result' id='{q.get('id')}' to='{DOMAIN}'><query xmlns='{NS_DISCO_INFO}' node='{node}'>"
+                 "<identity category='client' type='pc'/>"
+                 f"<feature var='{NS_TUNE}+notify'/></query></iq>")
+        await a.sync()
+        r = await a.plugin["xep_0060"].publish(None, NS_TUNE, id="t", payload=tune("secret-ish"))
+        assert r["type"] == "result"
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            el = raw.next_element(0.2)
+            assert el is None or el.find(f"{{{NS_EVENT}}}event") is None, ET.tostring(el)
+    finally:
+        raw.close()

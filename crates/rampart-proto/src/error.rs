@@ -422,6 +422,14 @@ mod tests {
             ));
         let e = StanzaError::try_from(&el).unwrap();
         assert_eq!(e.condition, DefinedCondition::BadRequest);
+        assert!(e.app.as_ref().is_some_and(|a| a.name == "too-many-subscriptions"));
+        // And back: the application condition follows the defined one and the text.
+        let out: Element = e.clone().with_text("t").into();
+        let names: Vec<&str> = out.elements().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["bad-request", "text", "too-many-subscriptions"]);
+        let mut back = StanzaError::try_from(&out).unwrap();
+        back.text = None;
+        assert_eq!(back.app, e.app);
     }
 
     #[test]
