@@ -471,6 +471,8 @@ async def test_persistent_room_survives_restart(server, clients, new_user):
     await muc(a).set_affiliation(room, "member", jid=bob.jid)
     muc(a).set_subject(room, "Survives restarts")
     await a.wait_message(lambda m: m["subject"] == "Survives restarts")
+    await say(a, room, "said before the restart")
+    await heard(a, room, "said before the restart")
     muc(a).leave_muc(room, "alice")
     await a.wait_presence(lambda s: s["from"] == f"{room}/alice" and s["type"] == "unavailable")
     server.restart()
@@ -480,8 +482,10 @@ async def test_persistent_room_survives_restart(server, clients, new_user):
     assert roominfo(info).get("muc#roomconfig_roomname") == "Kept room"
     c = await online(clients, carol)
     assert await join_error(c, room, "carol") == ("registration-required", "auth")
-    _p, subject, _o, _h = await join(b, room, "bob")
+    _p, subject, _o, history = await join(b, room, "bob", maxstanzas=5)
     assert subject["subject"] == "Survives restarts"
+    # History comes back from the compliance archive.
+    assert [m["body"] for m in history] == ["said before the restart"], history
     a2 = await online(clients, alice, "laptop")
     pres, _s, _o, _h = await join(a2, room, "alice")
     assert item(pres).get("affiliation") == "owner" and 201 not in codes(pres)

@@ -80,6 +80,11 @@ impl History {
         }
     }
 
+    /// Most messages kept.
+    pub fn capacity(&self) -> usize {
+        self.max
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -160,6 +160,7 @@ impl MucService {
                             room.config = RoomConfig::from_json(&r.config_json);
                             room.config.persistent = true;
                             room.created_at_ms = r.created_at_ms;
+                            room.history_loaded = false;
                             room.subject = r.subject.map(|s| (s, r.subject_from.unwrap_or_default()));
                             for a in affs {
                                 if let Some(x) = Affiliation::parse(&a.affiliation) {
@@ -261,6 +262,32 @@ impl MucService {
     /// Is `jid` allowed to use the service at all (the external-domains policy)?
     pub(crate) fn admits(&self, router: &Router, jid: &Jid) -> bool {
         self.settings.allow_external || router.is_local(jid)
+    }
+}
+
+/// Refill the history of a room loaded after a restart from the compliance archive: its
+/// last messages as occupants saw them (quarantined senders left out).
+pub(crate) async fn reload_history(router: &Router, room: &mut Room) {
+    room.history_loaded = true;
+    let Some(archive) = &router.services.archive else { return };
+    let q = rampart_archive::MamQuery {
+        before: Some(String::new()),
+        max: Some(u32::try_from(room.history.capacity()).unwrap_or(u32::MAX)),
+        exclude_peers: router.quarantine.accounts(),
+        ..Default::default()
+    };
+    let page = match archive.mam_query(room.jid.as_str(), &q).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, room = %room.jid, "could not read a room's history back from the archive");
+            return;
+        }
+    };
+    for rec in page.records.iter().filter(|r| r.record.to == room.jid.as_str()) {
+        let Some(mut el) = rec.record.stanza_xml.as_deref().and_then(crate::c2s::parse_stored) else { continue };
+        el.ns = ns::CLIENT.to_owned();
+        el.remove_attr("to");
+        room.history.push(rec.record.at_ms, el);
     }
 }
 

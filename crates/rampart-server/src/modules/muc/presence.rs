@@ -144,6 +144,9 @@ async fn available(svc: &MucService, router: &Router, from: Jid, to: Jid, nick: 
     }
     out.extend(own);
     // 3. History, then the subject.
+    if !room.history_loaded {
+        super::reload_history(router, &mut room).await;
+    }
     let req = HistoryRequest::parse(muc_x.and_then(|x| x.child("history", ns::MUC)), now_ms());
     for (at, mut m) in room.history.select(&req) {
         m.set_attr("to", from.as_str());

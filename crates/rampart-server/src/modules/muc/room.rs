@@ -223,6 +223,9 @@ pub struct Room {
     /// Set when the room is destroyed (or emptied and temporary) while another task waited
     /// for its lock: that task treats it as gone.
     pub destroyed: bool,
+    /// False for a persistent room loaded after a restart until its history has been read
+    /// back from the compliance archive (on the first entry).
+    pub history_loaded: bool,
 }
 
 impl Room {
@@ -240,6 +243,7 @@ impl Room {
             locked: false,
             created_at_ms: now_ms(),
             destroyed: false,
+            history_loaded: true,
         }
     }
 
