@@ -260,12 +260,30 @@ async def test_moderation_voice_kick_ban(clients, new_user):
     err = await c.wait_message(lambda m: m["id"] == mid and m["type"] == "error")
     assert stanza_error(err)[0] == "forbidden"
     await b.messages.assert_none(lambda m: m["body"] == "can anyone hear me", within=1.0)
-    # Voice granted by the moderator.
-    await muc(a).set_role(room, "carol", "participant")
+    # She asks for voice; the moderator gets the request form and grants it.
+    muc(c).request_voice(room, "participant")
+    req = await a.wait_message(lambda m: m["from"] == room and m.xml.find(f"{{{NS_DATA}}}x") is not None,
+                               what="the voice request")
+    form = req.xml.find(f"{{{NS_DATA}}}x")
+    fields = {f.get("var"): f.find(f"{{{NS_DATA}}}value").text for f in form.findall(f"{{{NS_DATA}}}field")}
+    assert fields["muc#roomnick"] == "carol" and fields["muc#jid"].startswith(carol.jid), fields
+    answer = a.make_message(mto=room)
+    answer.append(ET.fromstring(
+        f"<x xmlns='{NS_DATA}' type='submit'>"
+        f"<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>"
+        f"<field var='muc#role'><value>participant</value></field>"
+        f"<field var='muc#roomnick'><value>carol</value></field>"
+        f"<field var='muc#request_allow'><value>true</value></field></x>"))
+    answer.send()
     p = await b.wait_presence(lambda s: s["from"] == f"{room}/carol" and item(s).get("role") == "participant")
     assert p is not None
     await say(c, room, "now I can speak")
     await heard(b, room, "now I can speak")
+    # Revoke and grant voice by admin IQ.
+    await muc(a).set_role(room, "carol", "visitor")
+    await b.wait_presence(lambda s: s["from"] == f"{room}/carol" and item(s).get("role") == "visitor")
+    await muc(a).set_role(room, "carol", "participant")
+    await b.wait_presence(lambda s: s["from"] == f"{room}/carol" and item(s).get("role") == "participant")
     # bob (a participant) may not kick.
     kick = await b.iq("set", f"<query xmlns='http://jabber.org/protocol/muc#admin'>"
                       f"<item nick='carol' role='none'/></query>", to=room)

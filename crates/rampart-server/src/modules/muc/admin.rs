@@ -8,7 +8,7 @@
 use rampart_proto::{DefinedCondition, Element, ErrorType, Jid, StanzaError, ns};
 
 use super::form::{apply_config, config_form};
-use super::room::{Affiliation, ItemExtras, Role, Room};
+use super::room::{Affiliation, ItemExtras, MAX_AFFILIATIONS, Role, Room};
 use super::{MucService, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, err, remove_gone, send_all};
 use crate::router::Router;
 
@@ -168,6 +168,9 @@ pub async fn admin(svc: &MucService, router: &Router, room: &mut Room, from: &Ji
             }
             if (aff >= Affiliation::Admin || current >= Affiliation::Admin) && actor_aff != Affiliation::Owner {
                 return Err(forbidden("only owners may grant or revoke admin and owner"));
+            }
+            if aff != Affiliation::None && current == Affiliation::None && room.affiliations.len() >= MAX_AFFILIATIONS {
+                return Err(err(ErrorType::Wait, DefinedCondition::ResourceConstraint, "this room has as many affiliations as it may keep"));
             }
             changes.push(Change::Aff(bare, aff));
         } else {

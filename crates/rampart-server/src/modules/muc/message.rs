@@ -57,7 +57,82 @@ pub async fn handle(svc: &MucService, router: &Router, from: Jid, to: Jid, el: E
     if x.is_some_and(|x| x.child("decline", NS_MUC_USER).is_some()) {
         return decline(svc, router, &mut room, &from, el).await;
     }
+    if let Some(form) = el.child("x", ns::DATA_FORMS).filter(|f| form_value(f, "FORM_TYPE").as_deref() == Some(NS_REQUEST)) {
+        let form = form.clone();
+        return voice_request(svc, router, &mut room, &from, &el, &form).await;
+    }
     router.bounce(&el, err(ErrorType::Modify, DefinedCondition::BadRequest, "messages to a room must be of type groupchat"));
+}
+
+/// XEP-0045 §7.13 / §8.6 voice requests.
+const NS_REQUEST: &str = "http://jabber.org/protocol/muc#request";
+
+fn form_value(form: &Element, var: &str) -> Option<String> {
+    form.elements()
+        .find(|f| f.is("field", ns::DATA_FORMS) && f.attr("var") == Some(var))
+        .and_then(|f| f.child("value", ns::DATA_FORMS))
+        .map(Element::text)
+}
+
+/// A visitor asks for voice (the request goes to the moderators as a form), or a moderator
+/// answers one (`muc#request_allow` true: the occupant becomes a participant).
+async fn voice_request(svc: &MucService, router: &Router, room: &mut Room, from: &Jid, el: &Element, form: &Element) {
+    let Some(me) = room.nick_of(from).and_then(|n| room.occupants.get(n)).cloned() else {
+        router.bounce(el, err(ErrorType::Cancel, DefinedCondition::NotAcceptable, "you are not in this room"));
+        return;
+    };
+    if me.role == Role::Moderator {
+        let allow = form_value(form, "muc#request_allow").is_some_and(|v| matches!(v.trim(), "1" | "true"));
+        let Some(nick) = form_value(form, "muc#roomnick") else { return };
+        if !allow {
+            return;
+        }
+        let Some(o) = room.occupants.get_mut(nick.trim()) else {
+            router.bounce(el, err(ErrorType::Cancel, DefinedCondition::ItemNotFound, "no such occupant"));
+            return;
+        };
+        if o.role == Role::Visitor {
+            o.role = Role::Participant;
+            let nick = o.nick.clone();
+            let out = room.presence_to_all(&nick, false, super::room::ItemExtras { actor: Some(&me.nick), ..Default::default() }, &[]);
+            let gone = send_all(router, out).await;
+            remove_gone(svc, router, room, gone).await;
+        }
+        return;
+    }
+    if me.role != Role::Visitor {
+        return; // has voice already
+    }
+    let field = |var: &str, ty: &str, label: &str, v: &str| {
+        Element::new("field", ns::DATA_FORMS)
+            .with_attr("var", var)
+            .with_attr("type", ty)
+            .with_attr("label", label)
+            .with_child(Element::new("value", ns::DATA_FORMS).with_text(v))
+    };
+    let request = Element::new("x", ns::DATA_FORMS)
+        .with_attr("type", "form")
+        .with_child(Element::new("title", ns::DATA_FORMS).with_text("Voice request"))
+        .with_child(Element::new("instructions", ns::DATA_FORMS).with_text(format!("Grant {} voice in this room?", me.nick)))
+        .with_child(field("FORM_TYPE", "hidden", "", NS_REQUEST))
+        .with_child(field("muc#role", "list-single", "Requested role", "participant"))
+        .with_child(field("muc#jid", "jid-single", "User ID", me.jid.as_str()))
+        .with_child(field("muc#roomnick", "text-single", "Room nickname", &me.nick))
+        .with_child(field("muc#request_allow", "boolean", "Grant voice?", "false"));
+    let out = room
+        .occupants
+        .values()
+        .filter(|o| o.role == Role::Moderator)
+        .map(|m| {
+            Element::new("message", ns::CLIENT)
+                .with_attr("from", room.jid.as_str())
+                .with_attr("to", m.jid.as_str())
+                .with_attr("id", new_id())
+                .with_child(request.clone())
+        })
+        .collect();
+    let gone = send_all(router, out).await;
+    remove_gone(svc, router, room, gone).await;
 }
 
 /// Clean a client's message for the room: `from` the occupant JID, no `to`, no ids claimed
@@ -224,6 +299,10 @@ async fn invite(svc: &MucService, router: &Router, room: &mut Room, from: &Jid, 
     let mut changed = false;
     for (to, reason) in invitees {
         if room.config.members_only && room.affiliation(to.bare_str()) < Affiliation::Member {
+            if room.affiliations.len() >= super::room::MAX_AFFILIATIONS {
+                router.bounce(&el, err(ErrorType::Wait, DefinedCondition::ResourceConstraint, "this room has as many members as it may keep"));
+                break;
+            }
             room.set_affiliation(to.bare_str(), Affiliation::Member, None);
             changed = true;
         }

@@ -204,6 +204,9 @@ pub struct Occupant {
     pub occupant_id: String,
 }
 
+/// Most affiliations (owners, admins, members, outcasts) one room keeps.
+pub const MAX_AFFILIATIONS: usize = 10_000;
+
 /// One room. Lives behind an async mutex in [`super::MucService`].
 pub struct Room {
     /// Bare room JID.
