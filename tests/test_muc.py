@@ -507,3 +507,60 @@ async def test_persistent_room_survives_restart(server, clients, new_user):
     a2 = await online(clients, alice, "laptop")
     pres, _s, _o, _h = await join(a2, room, "alice")
     assert item(pres).get("affiliation") == "owner" and 201 not in codes(pres)
+
+
+def test_hostile_room_stanzas_get_stanza_errors(server, new_user):
+    """Malformed or unauthorized room stanzas from a raw client are answered with the
+    protocol's own errors, and the server stays up."""
+    from rampart_harness import RawXMPP, NS_CLIENT as C
+    u = new_user("mallory")
+    raw = RawXMPP(server)
+    raw.login(u)
+    room = new_room("hostile")
+
+    def ask(xml: str, sid: str):
+        raw.send(xml)
+        deadline = 15
+        while True:
+            el = raw.next_element(timeout=deadline)
+            assert el is not None, f"no answer to {sid}"
+            if el.get("id") == sid:
+                return el
+
+    def cond(el) -> str:
+        e = el.find(f"{{{C}}}error")
+        assert e is not None, ET.tostring(e if e is not None else el)
+        return next(c.tag.split("}")[1] for c in e if not c.tag.endswith("}text"))
+
+    # Presence to the bare room JID: no nick.
+    assert cond(ask(f"<presence id='p1' to='{room}'><x xmlns='{NS_MUC}'/></presence>", "p1")) == "jid-malformed"
+    # Enter and create (status 201), then garbage.
+    raw.send(f"<presence id='p2' to='{room}/m'><x xmlns='{NS_MUC}'/></presence>")
+    # An admin IQ with 101 items.
+    items = "".join(f"<item nick='n{i}' role='none'/>" for i in range(101))
+    el = ask(f"<iq type='set' id='i1' to='{room}'><query xmlns='http://jabber.org/protocol/muc#admin'>{items}</query></iq>", "i1")
+    assert cond(el) == "bad-request"
+    # A config form with nonsense values.
+    el = ask(f"<iq type='set' id='i2' to='{room}'><query xmlns='{NS_MUC_OWNER}'><x xmlns='{NS_DATA}' type='submit'>"
+             f"<field var='muc#roomconfig_maxusers'><value>99999999999999999999</value></field></x></query></iq>", "i2")
+    assert cond(el) == "not-acceptable"
+    # Unknown affiliation; role change for a nick that is not there.
+    el = ask(f"<iq type='set' id='i3' to='{room}'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+             f"<item jid='x@localhost' affiliation='emperor'/></query></iq>", "i3")
+    assert cond(el) == "bad-request"
+    el = ask(f"<iq type='set' id='i4' to='{room}'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+             f"<item nick='ghost' role='none'/></query></iq>", "i4")
+    assert cond(el) == "item-not-found"
+    # Messages to a room that does not exist, groupchat to an occupant, invite without 'to'.
+    el = ask(f"<message id='m1' type='groupchat' to='nowhere-{secrets.token_hex(3)}@{MUC}'><body>x</body></message>", "m1")
+    assert cond(el) == "item-not-found"
+    el = ask(f"<message id='m2' type='groupchat' to='{room}/m'><body>x</body></message>", "m2")
+    assert cond(el) == "bad-request"
+    el = ask(f"<message id='m3' to='{room}'><x xmlns='{NS_MUC_USER}'><invite/></x></message>", "m3")
+    assert cond(el) == "jid-malformed"
+    # MAM on a room with a bad RSM id.
+    el = ask(f"<iq type='set' id='i5' to='{room}'><query xmlns='{NS_MAM}'><set xmlns='http://jabber.org/protocol/rsm'>"
+             f"<after>not-a-number</after></set></query></iq>", "i5")
+    assert cond(el) == "item-not-found"
+    raw.close()
+    server.assert_alive()
