@@ -193,3 +193,30 @@ impl Component for UploadComponent {
         router.route(&from, reply).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+
+    #[async_trait]
+    impl SlotService for Fixed {
+        fn max_file_size(&self) -> u64 {
+            1234
+        }
+        async fn request_slot(&self, _: &str, _: SlotRequest) -> Result<Slot, SlotRefusal> {
+            Err(SlotRefusal::TooLarge { max: 1234 })
+        }
+    }
+
+    #[test]
+    fn disco_info_advertises_the_service_and_its_limit() {
+        let info = DiscoInfo::try_from(UploadComponent::new(Arc::new(Fixed)).disco_info()).unwrap();
+        assert_eq!((info.identities[0].category.as_str(), info.identities[0].type_.as_str()), ("store", "file"));
+        assert!(info.has_feature(NS_UPLOAD));
+        let form = &info.extensions[0];
+        let values: Vec<String> = form.elements().filter_map(|f| f.child("value", NS_DATA).map(Element::text)).collect();
+        assert_eq!(values, [NS_UPLOAD, "1234"]);
+    }
+}
