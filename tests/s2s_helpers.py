@@ -79,15 +79,17 @@ class CertAuthority:
 
 
 def s2s_server(workdir: Path, ca: CertAuthority, domain: str, allow: list[str], extra: dict | None = None,
-               guard: dict | None = None, limits: dict | None = None) -> RampartServer:
-    """A Rampart server for `domain` with a certificate from `ca`, federation enabled."""
+               guard: dict | None = None, limits: dict | None = None,
+               extra_toml: str = "") -> RampartServer:
+    """A Rampart server for `domain` with a certificate from `ca` (valid for the domain and
+    its subdomains, e.g. the group chat service), federation enabled."""
     table = {"enabled": True, "allow": allow, "ca_file": str(ca.path), "public_roots": False,
              "connect_timeout_secs": 10, "retry_max_secs": 2}
     table.update(extra or {})
     if "routes" in table:
         table["routes"] = dict(table["routes"])
-    return RampartServer(workdir, domain=domain, tls=ca.issue(domain), ca_path=ca.path, s2s=table,
-                         guard=guard, limits=limits)
+    return RampartServer(workdir, domain=domain, tls=ca.issue(domain, f"*.{domain}"), ca_path=ca.path,
+                         s2s=table, guard=guard, limits=limits, extra_toml=extra_toml)
 
 
 def route_to(server: RampartServer, peer: RampartServer, direct_tls: bool = False) -> None:

@@ -42,7 +42,8 @@ NS_OMEMO = "eu.siacs.conversations.axolotl"
 def fed():
     """(alpha, beta): two federating servers."""
     ca = CertAuthority(WORK / "ca")
-    alpha = s2s_server(WORK / "alpha", ca, "alpha.test", ["beta.test"])
+    alpha = s2s_server(WORK / "alpha", ca, "alpha.test", ["beta.test"],
+                       extra_toml="[muc]\nallow_external = true\n")
     # beta runs without threat defense, like a partner's server might: what its users send
     # reaches alpha unjudged, and alpha's border must stop it.
     beta = s2s_server(WORK / "beta", ca, "beta.test", ["alpha.test"], guard={"enabled": False})
@@ -132,6 +133,44 @@ async def test_presence_subscription_across(fed):
         p = await ca.wait_presence(lambda p: p["from"].bare == b.jid and p["type"] == "available",
                                    timeout=45, what="bob's presence on alpha")
         assert p["from"].bare == b.jid
+
+
+async def test_room_join_across(fed):
+    """bob@beta.test enters a room on conference.alpha.test (reached through alpha's route,
+    the link authenticated by alpha's certificate for the subdomain) and chats with alice."""
+    alpha, beta = fed
+    a, b = alpha.add_user("owner"), beta.add_user("guest")
+    room = f"fed-{secrets.token_hex(3)}@conference.alpha.test"
+    plugins = ("xep_0004", "xep_0030", "xep_0045")
+    ca, cb = make_client(alpha, a, "pc"), make_client(beta, b, "pc")
+    for c in (ca, cb):
+        for p in plugins:
+            c.register_plugin(p)
+    await ca.login()
+    await cb.login()
+    try:
+        await ca.go_online()
+        await cb.go_online()
+        await ca.plugin["xep_0045"].join_muc_wait(room, "alice", maxstanzas=0, timeout=20)
+        form = ca.plugin["xep_0004"].make_form(ftype="submit")
+        form.add_field(var="FORM_TYPE", ftype="hidden", value="http://jabber.org/protocol/muc#roomconfig")
+        await ca.plugin["xep_0045"].set_room_config(room, form)
+        await cb.plugin["xep_0045"].join_muc_wait(room, "bob", maxstanzas=0, timeout=45)
+        tag = secrets.token_hex(4)
+        m = cb.make_message(mto=room, mbody=f"hi room {tag}", mtype="groupchat")
+        m.send()
+        got = await ca.wait_message(lambda m: m["type"] == "groupchat" and m["body"] == f"hi room {tag}",
+                                    timeout=45, what="bob's groupchat message on alpha")
+        assert got["from"].resource == "bob"
+        m = ca.make_message(mto=room, mbody=f"welcome {tag}", mtype="groupchat")
+        m.send()
+        await cb.wait_message(lambda m: m["type"] == "groupchat" and m["body"] == f"welcome {tag}",
+                              timeout=45, what="alice's groupchat message on beta")
+    finally:
+        await ca.logout()
+        await cb.logout()
+        ca.kill()
+        cb.kill()
 
 
 async def test_allow_list_outbound(fed):

@@ -75,9 +75,23 @@ impl Default for S2sConfig {
 }
 
 impl S2sConfig {
-    /// Is federation with `domain` allowed (in both directions)?
+    /// Is federation with `domain` allowed (in both directions)? An allowed domain's
+    /// subdomains (its group chat service, `conference.partner.example`) are allowed too.
     pub fn allows(&self, domain: &str) -> bool {
-        self.allow.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(domain))
+        let domain = domain.to_ascii_lowercase();
+        self.allow.iter().any(|a| a == "*" || *a == domain || domain.ends_with(&format!(".{a}")))
+    }
+
+    /// The static route for `domain`, or else for the nearest parent domain that has one
+    /// (a partner's subdomain services live on the partner's server).
+    pub fn route_for(&self, domain: &str) -> Option<&Route> {
+        let mut d = domain;
+        loop {
+            if let Some(r) = self.routes.get(d) {
+                return Some(r);
+            }
+            d = d.split_once('.')?.1;
+        }
     }
 }
 
@@ -107,7 +121,12 @@ mod tests {
         assert!(!c.allows("partner.example"));
         c.allow = vec!["partner.example".into()];
         assert!(c.allows("partner.example"));
+        assert!(c.allows("conference.partner.example"));
+        assert!(!c.allows("evilpartner.example"));
         assert!(!c.allows("other.example"));
+        c.routes.insert("partner.example".into(), Route::parse("127.0.0.1:5269").unwrap());
+        assert_eq!(c.route_for("conference.partner.example").map(|r| r.port), Some(5269));
+        assert!(c.route_for("other.example").is_none());
         c.allow.push("*".into());
         assert!(c.allows("other.example"));
     }

@@ -104,7 +104,7 @@ pub(super) async fn serve(s2s: Arc<S2s>, router: Arc<Router>, tcp: TcpStream, pe
         }
     };
     tracing::info!(%peer, %domain, "s2s link up (inbound, SASL EXTERNAL)");
-    let r = read_loop(&s2s, &router, &mut conn, &domain, link_id).await;
+    let r = read_loop(&s2s, &router, &mut conn, &domain, cert.as_ref(), link_id).await;
     if let Err(e) = &r {
         conn.close(e.to_stream_error()).await;
     } else {
@@ -141,7 +141,7 @@ async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut XmlConn<S>, r
         return Err(ConnError::stream(Sec::InvalidNamespace));
     }
     match header.to.as_deref().map(Jid::parse) {
-        Some(Ok(to)) if to.as_str() == router.domain => {}
+        Some(Ok(to)) if router.is_local_domain(to.as_str()) => {}
         _ => return Err(err(Sec::HostUnknown, "this server does not serve that domain")),
     }
     let major = header.version.as_deref().and_then(|v| v.split('.').next()).and_then(|m| m.parse::<u32>().ok());
@@ -239,8 +239,12 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Unpin>(
     router: &Router,
     conn: &mut XmlConn<S>,
     domain: &str,
+    cert: Option<&rustls::pki_types::CertificateDer<'static>>,
     link_id: i64,
 ) -> Result<(), ConnError> {
+    // The peer speaks for its domain, and for subdomains its certificate is also valid
+    // for (a partner's group chat service on the same link).
+    let mut also: std::collections::HashSet<String> = std::collections::HashSet::new();
     let rate = f64::from(s2s.config.max_stanzas_per_sec.max(1));
     let mut tokens = rate;
     let mut last = Instant::now();
@@ -265,7 +269,18 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(err(Sec::UnsupportedStanzaType, format!("<{}/> is not accepted on this stream", el.name)));
         }
         policy::server_to_client(&mut el);
-        let (from, to) = match policy::check_addresses(&el, domain, is_ours) {
+        if let Some(f) = el.attr("from").and_then(|f| Jid::parse(f).ok()).map(|j| j.domain().to_ascii_lowercase())
+            && f != domain
+            && !also.contains(&f)
+            && also.len() < 64
+            && f.ends_with(&format!(".{domain}"))
+            && s2s.config.allows(&f)
+            && cert.is_some_and(|c| super::tls::cert_matches_domain(c, &f))
+        {
+            also.insert(f);
+        }
+        let peer_ok = |d: &str| d.eq_ignore_ascii_case(domain) || also.contains(&d.to_ascii_lowercase());
+        let (from, to) = match policy::check_addresses(&el, peer_ok, is_ours) {
             Ok(x) => x,
             Err(AddressError::InvalidFrom) => {
                 tracing::warn!(%domain, from = ?el.attr("from"), "s2s: stanza from outside the authenticated domain");

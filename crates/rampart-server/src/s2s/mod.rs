@@ -179,7 +179,11 @@ impl S2s {
                 self.refuse(router, &el, from, to, "s2s.e2ee", &reason).await;
                 return;
             }
-            if let Gate::Refused = router.gate_message(from, to, None, &el).await {
+            // Messages of our own subdomain services (group chat) were judged when they
+            // entered the service; the accounts of this domain are judged here.
+            if router.is_local(from)
+                && let Gate::Refused = router.gate_message(from, to, None, &el).await
+            {
                 return;
             }
             if is_archivable(&el) {

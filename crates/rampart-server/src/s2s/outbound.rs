@@ -167,7 +167,7 @@ fn limits(router: &Router) -> Limits {
 /// Resolve, connect, TLS, authenticate: an authenticated link, or why not.
 async fn connect(s2s: &Arc<S2s>, domain: &str, link_id: i64) -> Result<Link, ConnectError> {
     let router = s2s.router().ok_or(ConnectError::NoAddress)?;
-    let targets = resolve::targets(domain, s2s.config.routes.get(domain), &*s2s.resolver).await;
+    let targets = resolve::targets(domain, s2s.config.route_for(domain), &*s2s.resolver).await;
     let mut last = ConnectError::NoAddress;
     for t in targets {
         match connect_one(s2s, &router, domain, &t, link_id).await {
@@ -336,7 +336,7 @@ async fn serve(
                         Event::Stanza(mut e) if e.ns == ns::SERVER && matches!(e.name.as_str(), "message" | "presence" | "iq") => {
                             policy::server_to_client(&mut e);
                             let is_ours = |d: &str| router.is_local_domain(d);
-                            match policy::check_addresses(&e, domain, is_ours) {
+                            match policy::check_addresses(&e, |d| d.eq_ignore_ascii_case(domain), is_ours) {
                                 Ok((from, to)) => {
                                     s2s.count(link_id, 1, 0).await;
                                     s2s.deliver_inbound(router, &from, &to, e).await;

@@ -50,11 +50,11 @@ pub enum AddressError {
     HostUnknown,
 }
 
-/// Check an inbound stanza's `from` (must be in the authenticated `peer` domain) and `to`
-/// (must be served here: `is_ours` decides); returns both JIDs.
-pub fn check_addresses(el: &Element, peer: &str, is_ours: impl Fn(&str) -> bool) -> Result<(Jid, Jid), AddressError> {
+/// Check an inbound stanza's `from` (its domain must be one the peer authenticated for:
+/// `peer_ok` decides) and `to` (must be served here: `is_ours` decides); returns both JIDs.
+pub fn check_addresses(el: &Element, peer_ok: impl Fn(&str) -> bool, is_ours: impl Fn(&str) -> bool) -> Result<(Jid, Jid), AddressError> {
     let from = el.attr("from").and_then(|f| Jid::parse(f).ok()).ok_or(AddressError::InvalidFrom)?;
-    if !from.domain().eq_ignore_ascii_case(peer) {
+    if !peer_ok(from.domain()) {
         return Err(AddressError::InvalidFrom);
     }
     let to = el.attr("to").and_then(|t| Jid::parse(t).ok()).ok_or(AddressError::HostUnknown)?;
@@ -98,11 +98,12 @@ mod tests {
     #[test]
     fn addressing() {
         let ours = |d: &str| d == "a.example";
-        assert!(check_addresses(&msg("u@b.example/r", "v@a.example"), "b.example", ours).is_ok());
-        assert_eq!(check_addresses(&msg("u@evil.example", "v@a.example"), "b.example", ours), Err(AddressError::InvalidFrom));
-        assert_eq!(check_addresses(&msg("", "v@a.example"), "b.example", ours), Err(AddressError::InvalidFrom));
-        assert_eq!(check_addresses(&msg("u@b.example", "v@c.example"), "b.example", ours), Err(AddressError::HostUnknown));
+        let peer = |d: &str| d == "b.example";
+        assert!(check_addresses(&msg("u@b.example/r", "v@a.example"), peer, ours).is_ok());
+        assert_eq!(check_addresses(&msg("u@evil.example", "v@a.example"), peer, ours), Err(AddressError::InvalidFrom));
+        assert_eq!(check_addresses(&msg("", "v@a.example"), peer, ours), Err(AddressError::InvalidFrom));
+        assert_eq!(check_addresses(&msg("u@b.example", "v@c.example"), peer, ours), Err(AddressError::HostUnknown));
         let no_to = Element::new("message", ns::SERVER).with_attr("from", "u@b.example");
-        assert_eq!(check_addresses(&no_to, "b.example", ours), Err(AddressError::HostUnknown));
+        assert_eq!(check_addresses(&no_to, peer, ours), Err(AddressError::HostUnknown));
     }
 }
