@@ -6,6 +6,7 @@ Rampart servers. alpha.test allows beta.test and gamma.test; the raw peer plays 
 * no certificate, or one for another domain: no authentication (stream error
   `not-authorized`) and a security event;
 * a domain not on the allow-list: stream error `policy-violation`;
+* a dialback spoof (a `db:result` key instead of a certificate) is refused;
 * after authentication, a stanza whose `from` is outside the authenticated domain ends the
   stream with `invalid-from` and is not delivered; `to` a domain not served: `host-unknown`;
 * oversized and malformed stanzas end the stream with the stream error the framer names;
@@ -91,6 +92,28 @@ def test_certificate_for_another_domain_is_not_authenticated(env):
         r.close()
     assert any(e["rule"] == "s2s.certificate" and e["account"] == "beta.test"
                for e in events_list(alpha)), "no security event for the impostor"
+
+
+def test_dialback_spoof_is_refused(env):
+    """Claiming beta.test with a dialback key instead of a certificate gets nowhere:
+    dialback is not accepted, and nothing is delivered."""
+    r = raw(env)
+    try:
+        out = r.starttls(None, env["ca"].path)
+        assert "not-authorized" in out and "dialback" not in out, out
+    finally:
+        r.close()
+    # With a valid certificate, a db:result in place of SASL is refused as well.
+    r = raw(env)
+    try:
+        feats = r.starttls(env["beta_cert"], env["ca"].path)
+        assert "EXTERNAL" in feats, feats
+        r.send("<db:result xmlns:db='jabber:server:dialback' from='beta.test' to='alpha.test'>"
+               "deadbeef</db:result>")
+        out = r.read_until("</stream:stream>")
+        assert "not-authorized" in out, out
+    finally:
+        r.close()
 
 
 def test_domain_not_on_the_allow_list_is_refused(env):
