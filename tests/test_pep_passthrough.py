@@ -82,4 +82,6 @@ async def test_ibb_transfer_passes_and_eicar_is_blocked(server, new_user, client
     await asyncio.sleep(1.0)
     assert len(received) == before
     recs = [r for r in archive_search(server, None, "--from", alice.jid) if r.get("kind") == "file"]
-    assert recs, "the refused IBB chunk is on the record"
+    verdicts = sorted(r["verdict"]["verdict"] if isinstance(r["verdict"], dict) else r["verdict"] for r in recs)
+    # The transfer's <open/> and the refused chunk are on the record.
+    assert verdicts == ["blocked", "delivered"], recs

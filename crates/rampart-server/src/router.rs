@@ -265,8 +265,7 @@ impl Router {
             let to = to.unwrap_or_else(|| ctx.jid.bare());
             // XEP-0047: in-band bytestream data is file content; it passes the guard.
             if ty == "set"
-                && let Some(data) = el.child("data", modules::pep::gate::NS_IBB)
-                && let Err(e) = modules::pep::gate::gate_ibb(self, &ctx.jid, &to, data).await
+                && let Err(e) = modules::pep::gate::gate_ibb(self, &ctx.jid, &to, &el).await
             {
                 self.reply_error(ctx, &el, e);
                 return;

@@ -176,9 +176,36 @@ pub fn publish_record(publisher: &Jid, node: &str, item_id: &str, payload: &Elem
     }
 }
 
-/// XEP-0047: the guard's verdict on one `<data/>` chunk of an in-band bytestream from
-/// `from` to `to`. `Err` is the error for the sender (the chunk is not forwarded).
-pub async fn gate_ibb(router: &Router, from: &Jid, to: &Jid, data: &Element) -> Result<(), StanzaError> {
+/// XEP-0047 for an IQ `set` from `from` to `to`: an `<open/>` is journaled as a `file`
+/// record (the transfer's sid and block size; fail closed), each `<data/>` chunk passes the
+/// guard's file scan. `Err` is the error for the sender (the IQ is not forwarded).
+pub async fn gate_ibb(router: &Router, from: &Jid, to: &Jid, iq: &Element) -> Result<(), StanzaError> {
+    if let Some(data) = iq.child("data", NS_IBB) {
+        return gate_ibb_data(router, from, to, data).await;
+    }
+    let Some(open) = iq.child("open", NS_IBB) else { return Ok(()) };
+    let meta = serde_json::json!({ "transport": "ibb", "sid": open.attr("sid"), "block-size": open.attr("block-size"), "stanza": open.attr("stanza") });
+    let rec = NewRecord {
+        at_ms: now_ms(),
+        kind: RecordKind::File,
+        direction: Direction::Local,
+        from: from.as_str().to_owned(),
+        to: to.as_str().to_owned(),
+        remote_domain: None,
+        stanza_id: iq.attr("id").map(str::to_owned),
+        body: None,
+        stanza_xml: Some(iq.to_xml_string()),
+        verdict: ArchiveVerdict::Delivered,
+        meta_json: Some(meta.to_string()),
+    };
+    router.archive(rec).await.map_err(|()| {
+        StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError).with_text("not delivered: the compliance archive is unavailable")
+    })?;
+    Ok(())
+}
+
+/// The guard's verdict on one `<data/>` chunk of an in-band bytestream.
+async fn gate_ibb_data(router: &Router, from: &Jid, to: &Jid, data: &Element) -> Result<(), StanzaError> {
     if let Some(reason) = router.quarantine.reason(from.bare_str()) {
         return Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::PolicyViolation).with_text(format!("your account is quarantined: {reason}")));
     }
@@ -218,4 +245,38 @@ pub async fn gate_ibb(router: &Router, from: &Jid, to: &Jid, data: &Element) -> 
         router.quarantine_account(from.bare_str(), &f).await;
     }
     Err(refused(&f.reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collect_reads_text_and_attributes_and_sets_blobs_aside() {
+        let item = Element::new("metadata", "urn:xmpp:avatar:metadata")
+            .with_child(Element::new("info", "urn:xmpp:avatar:metadata").with_attr("url", "http://203.0.113.9/a.scr").with_attr("id", "x"))
+            .with_child(Element::new("title", "u").with_text("  hello  "));
+        let (mut text, mut blobs) = (String::new(), Vec::new());
+        collect(&item, 0, &mut text, &mut blobs);
+        assert!(text.contains("http://203.0.113.9/a.scr") && text.contains("hello"), "{text}");
+        assert!(blobs.is_empty());
+
+        let data = Element::new("data", "urn:xmpp:avatar:data").with_text("aGVsbG8=");
+        let vcard = Element::new("vCard", ns::VCARD)
+            .with_child(Element::new("PHOTO", ns::VCARD).with_child(Element::new("BINVAL", ns::VCARD).with_text("d29ybGQ=")));
+        let (mut text, mut blobs) = (String::new(), Vec::new());
+        collect(&data, 0, &mut text, &mut blobs);
+        collect(&vcard, 0, &mut text, &mut blobs);
+        assert_eq!(blobs, ["aGVsbG8=", "d29ybGQ="]);
+        assert!(!text.contains("aGVsbG8="));
+    }
+
+    #[test]
+    fn publish_record_names_node_and_item() {
+        let j = Jid::parse("a@x/r").unwrap();
+        let r = publish_record(&j, "n", "i", &Element::new("p", "u"), "body", ArchiveVerdict::Delivered);
+        assert_eq!((r.kind, r.from.as_str(), r.to.as_str()), (RecordKind::Publish, "a@x/r", "a@x"));
+        assert_eq!(r.meta_json.as_deref(), Some(r#"{"node":"n","item":"i"}"#));
+        assert_eq!(r.body.as_deref(), Some("body"));
+    }
 }
