@@ -26,6 +26,10 @@ pub fn check(cfg: &Config) -> Result<()> {
         let k = std::fs::read(key).with_context(|| format!("tls.key: reading {}", key.display()))?;
         rampart_server::tls::server_config(&c, &k).map_err(|e| anyhow::anyhow!("tls: {e}"))?;
     }
+    if let Some(ca) = cfg.s2s.as_ref().and_then(|s| s.ca_file.as_ref()) {
+        let pem = std::fs::read(ca).with_context(|| format!("s2s.ca_file: reading {}", ca.display()))?;
+        rampart_server::s2s::tls::parse_ca_bundle(&pem).map_err(|e| anyhow::anyhow!("s2s.ca_file: {e}"))?;
+    }
     Ok(())
 }
 
@@ -103,6 +107,8 @@ pub fn build_guard(cfg: &Config) -> Result<Option<Arc<Guard>>> {
     if !gc.trusted_domains.iter().any(|d| d.eq_ignore_ascii_case(&cfg.domain)) {
         gc.trusted_domains.push(cfg.domain.clone());
     }
+    // A custom DLP pattern that does not compile is a configuration error, named here.
+    rampart_guard::dlp::Dlp::new(&gc.dlp).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut sources: Vec<(String, String)> = STARTER_RULES.iter().map(|(n, s)| ((*n).to_owned(), (*s).to_owned())).collect();
     if let Some(dir) = &setup.rules_dir {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
