@@ -34,7 +34,7 @@ NS_FORWARD = "urn:xmpp:forward:0"
 NS_DELAY = "urn:xmpp:delay"
 NS_PING = "urn:xmpp:ping"
 NS_DATA = "jabber:x:data"
-PLUGINS = ("xep_0004", "xep_0030", "xep_0045", "xep_0199", "xep_0249", "xep_0359")
+PLUGINS = ("xep_0004", "xep_0030", "xep_0045", "xep_0092", "xep_0199", "xep_0249", "xep_0359")
 
 
 def new_room(tag: str = "room") -> str:
@@ -345,6 +345,10 @@ async def test_private_messages(clients, new_user):
     pm = await a.wait_message(lambda m: m["body"] == "psst, alice", what="the private message")
     assert pm["from"] == f"{room}/bob" and pm["type"] == "chat"
     assert pm.xml.find(f"{{{NS_MUC_USER}}}x") is not None
+    # IQs between occupants are relayed under occupant JIDs (here: software version).
+    v = await b.iq("get", "<query xmlns='jabber:iq:version'/>", to=f"{room}/alice")
+    assert v["type"] == "result" and v["from"] == f"{room}/alice", v
+    assert v.xml.find("{jabber:iq:version}query/{jabber:iq:version}name") is not None, v
     mid = secrets.token_hex(4)
     m = b.make_message(mto=f"{room}/nobody", mbody="hello?", mtype="chat")
     m["id"] = mid

@@ -2,7 +2,9 @@
 //! public rooms; a room describes its configuration with `muc_*` features and the
 //! `muc#roominfo` form), XEP-0199 ping and XEP-0410 self-ping to an occupant JID, XEP-0313
 //! MAM queries to a room (served from the compliance archive, messages as occupants saw
-//! them), and dispatch of `muc#owner` and `muc#admin` to [`super::admin`].
+//! them), dispatch of `muc#owner` and `muc#admin` to [`super::admin`], and other IQs to an
+//! occupant JID relayed to the occupant's client under the asker's occupant JID (real JIDs
+//! stay hidden both ways).
 
 use rampart_proto::disco::{DiscoInfo, DiscoItem, DiscoItems, Identity};
 use rampart_proto::{DefinedCondition, Element, ErrorType, Jid, StanzaError, ns};
@@ -72,6 +74,9 @@ pub async fn service_iq(svc: &MucService, router: &Router, _from: &Jid, iq: &Ele
 
 /// An IQ to a room or an occupant JID.
 pub async fn room_iq(svc: &MucService, router: &Router, from: Jid, to: Jid, iq: Element) {
+    if matches!(iq.attr("type"), Some("result" | "error")) && to.resource().is_some() {
+        return relay_response(svc, router, &from, &to, iq).await;
+    }
     let Ok(p) = payload(&iq) else { return };
     let Some(p) = p else { return router.bounce(&iq, bad_request()) };
     let Some(room_ref) = svc.get(to.bare_str()) else {
@@ -91,7 +96,23 @@ pub async fn room_iq(svc: &MucService, router: &Router, from: Jid, to: Jid, iq: 
                 _ => Err(err(ErrorType::Cancel, DefinedCondition::NotAcceptable, "you are not in this room under that nick")),
             }
         } else {
-            Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable))
+            // Other IQs go on to the occupant's client (vCards, versions, ...) under the
+            // sender's occupant JID; the answer comes back through `relay_response`.
+            let Some(sender_nick) = room.nick_of(&from).map(str::to_owned) else {
+                return router.bounce(&iq, err(ErrorType::Cancel, DefinedCondition::NotAcceptable, "you are not in this room"));
+            };
+            let Some(target) = room.occupants.get(nick).map(|o| o.jid.clone()) else {
+                return router.bounce(&iq, err(ErrorType::Cancel, DefinedCondition::ItemNotFound, "no such occupant"));
+            };
+            let Some(id) = svc.iq_relay.start(&from, iq.attr("id").unwrap_or(""), &target, nick) else {
+                return router.bounce(&iq, err(ErrorType::Wait, DefinedCondition::ResourceConstraint, "too many requests in flight"));
+            };
+            let mut fwd = iq.clone();
+            fwd.set_attr("from", room.occupant_jid(&sender_nick));
+            fwd.set_attr("to", target.as_str());
+            fwd.set_attr("id", id);
+            send_all(router, vec![fwd]).await;
+            return;
         };
         return answer(router, &iq, res).await;
     }
@@ -119,6 +140,20 @@ pub async fn room_iq(svc: &MucService, router: &Router, from: Jid, to: Jid, iq: 
         Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::FeatureNotImplemented))
     };
     answer(router, &iq, res).await;
+}
+
+/// An occupant's client answers an IQ relayed to it: back to the original asker, from the
+/// answering occupant's JID, with the asker's id. Answers nobody asked for are dropped.
+async fn relay_response(svc: &MucService, router: &Router, from: &Jid, to: &Jid, iq: Element) {
+    let Some((asker, id, target, nick)) = iq.attr("id").and_then(|i| svc.iq_relay.finish(i)) else { return };
+    if &target != from {
+        return;
+    }
+    let mut back = iq;
+    back.set_attr("from", format!("{}/{}", to.bare_str(), nick));
+    back.set_attr("to", asker.as_str());
+    back.set_attr("id", id);
+    send_all(router, vec![back]).await;
 }
 
 /// XEP-0313 §5 on a room: the room's messages from the compliance archive, as occupants saw

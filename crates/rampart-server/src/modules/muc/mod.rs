@@ -15,7 +15,8 @@
 //! - [`admin`]: the owner's configuration form and room destruction (`muc#owner`), roles and
 //!   affiliations (`muc#admin`);
 //! - [`iq`]: disco#info/#items on the service and rooms, XEP-0410 self-ping, XEP-0313 MAM on
-//!   rooms served from the compliance archive.
+//!   rooms served from the compliance archive, IQs between occupants relayed under occupant
+//!   JIDs (bounded by [`IqRelay`]).
 //!
 //! Copies to occupants are delivered straight to their local sessions, never judged again
 //! per occupant; non-local occupants (only when the policy admits other domains) go through
@@ -129,17 +130,53 @@ pub(crate) fn err(ty: ErrorType, c: DefinedCondition, text: &str) -> StanzaError
 
 type RoomRef = Arc<AsyncMutex<Room>>;
 
+/// Most IQs relayed to occupants and not answered yet (service-wide).
+const MAX_RELAYED_IQS: usize = 10_000;
+/// An unanswered relayed IQ is forgotten after this long.
+const RELAY_TIMEOUT_MS: i64 = 120_000;
+
+/// IQs relayed to an occupant's client, by the id the service gave them: (asker, asker's id,
+/// the occupant's real JID, the occupant's nick, when).
+#[derive(Default)]
+pub(crate) struct IqRelay {
+    pending: Mutex<HashMap<String, (Jid, String, Jid, String, i64)>>,
+}
+
+impl IqRelay {
+    /// Remember a relayed IQ; `None` when too many are in flight.
+    pub(crate) fn start(&self, asker: &Jid, id: &str, target: &Jid, nick: &str) -> Option<String> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        if p.len() >= MAX_RELAYED_IQS {
+            p.retain(|_, v| now - v.4 < RELAY_TIMEOUT_MS);
+            if p.len() >= MAX_RELAYED_IQS {
+                return None;
+            }
+        }
+        let new = new_id();
+        p.insert(new.clone(), (asker.clone(), id.to_owned(), target.clone(), nick.to_owned(), now));
+        Some(new)
+    }
+
+    /// The relayed IQ answered with `id`, if any (forgotten either way).
+    pub(crate) fn finish(&self, id: &str) -> Option<(Jid, String, Jid, String)> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.remove(id).map(|(a, i, t, n, _)| (a, i, t, n))
+    }
+}
+
 /// The multi-user chat service.
 pub struct MucService {
     pub settings: MucSettings,
     store: Arc<dyn RoomStore>,
     rooms: Mutex<HashMap<String, RoomRef>>,
     loaded: OnceCell<()>,
+    pub(crate) iq_relay: IqRelay,
 }
 
 impl MucService {
     pub fn new(settings: MucSettings, store: Arc<dyn RoomStore>) -> MucService {
-        MucService { settings, store, rooms: Mutex::new(HashMap::new()), loaded: OnceCell::new() }
+        MucService { settings, store, rooms: Mutex::new(HashMap::new()), loaded: OnceCell::new(), iq_relay: IqRelay::default() }
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomRef>> {
@@ -388,6 +425,22 @@ pub(crate) async fn remove_gone(svc: &MucService, router: &Router, room: &mut Ro
     }
     if room.occupants.is_empty() && !room.config.persistent && !room.destroyed {
         svc.forget(room).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iq_relay_matches_answers_once() {
+        let r = IqRelay::default();
+        let a = Jid::parse("a@x/1").unwrap();
+        let t = Jid::parse("t@x/2").unwrap();
+        let id = r.start(&a, "q1", &t, "tee").unwrap();
+        assert_eq!(r.finish(&id), Some((a.clone(), "q1".into(), t.clone(), "tee".into())));
+        assert_eq!(r.finish(&id), None, "an answer is relayed once");
+        assert_eq!(r.finish("made-up"), None);
     }
 }
 
