@@ -123,8 +123,10 @@ impl BoundServer {
             }
             tasks.spawn(accept_loop(listener, direct_tls, self.shared.clone(), self.counter.clone()));
         }
+        let mut s2s_stop = None;
         if let Some((s2s, listener)) = self.s2s {
             s2s.start().await;
+            s2s_stop = Some(s2s.clone());
             if let Some(listener) = listener {
                 if let Ok(addr) = listener.local_addr() {
                     tracing::info!(%addr, kind = "s2s", "listening");
@@ -145,6 +147,9 @@ impl BoundServer {
         shutdown.await;
         tracing::info!("shutting down");
         tasks.abort_all();
+        if let Some(s2s) = s2s_stop {
+            s2s.stop().await;
+        }
     }
 }
 

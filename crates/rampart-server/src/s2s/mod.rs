@@ -110,6 +110,15 @@ impl S2s {
         }
     }
 
+    /// The server stops: its links go with it (the link table is emptied for the CLI; the
+    /// queue stays and is delivered after the next start).
+    pub async fn stop(&self) {
+        self.links.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        if let Err(e) = self.store.clear_links().await {
+            tracing::debug!(error = %e, "could not clear the s2s link table");
+        }
+    }
+
     /// Accept inbound server-to-server connections until the task is aborted.
     pub async fn accept_loop(self: Arc<Self>, listener: TcpListener, counter: Arc<ConnCounter>, max_per_ip: usize) {
         loop {
