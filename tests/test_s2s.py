@@ -133,6 +133,10 @@ async def test_presence_subscription_across(fed):
         p = await ca.wait_presence(lambda p: p["from"].bare == b.jid and p["type"] == "available",
                                    timeout=45, what="bob's presence on alpha")
         assert p["from"].bare == b.jid
+        # Later logins learn bob's presence by a probe that crosses the border (RFC 6121 §4.3).
+        async with online(alpha, a, "phone") as ca2:
+            await ca2.wait_presence(lambda p: p["from"].bare == b.jid and p["type"] == "available",
+                                    timeout=45, what="bob's presence, answering alice's probe")
 
 
 async def test_room_join_across(fed):
