@@ -87,7 +87,9 @@ impl CapsCache {
             }
             return Seen::Nothing;
         }
-        if g.pending.len() >= MAX_PENDING {
+        // One question in flight per session, and a global bound: a session that never
+        // answers (or keeps changing its ver) cannot crowd out the others.
+        if g.pending.len() >= MAX_PENDING || g.pending.values().any(|p| &p.asked == jid) {
             return Seen::Nothing;
         }
         let id = format!("caps-{:016x}", rand::random::<u64>());
@@ -131,8 +133,67 @@ impl CapsCache {
         Some((features, waiters))
     }
 
-    /// A session went unavailable or ended.
+    /// A session went unavailable or ended: forget its caps and any question it did not
+    /// answer (whoever waited on that `ver` is asked again on its next presence).
     pub fn forget(&self, jid: &Jid) {
-        self.lock().sessions.remove(jid);
+        let mut g = self.lock();
+        g.sessions.remove(jid);
+        let unanswered: Vec<(String, String)> =
+            g.pending.iter().filter(|(_, p)| &p.asked == jid).map(|(id, p)| (id.clone(), p.ver.clone())).collect();
+        for (id, ver) in unanswered {
+            g.pending.remove(&id);
+            g.waiting.remove(&ver);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presence(ver: &str) -> Element {
+        Element::new("presence", ns::CLIENT).with_child(Caps { hash: Some("sha-1".into()), node: "n".into(), ver: ver.into() }.into())
+    }
+
+    fn answer(to_query: &Element, info: DiscoInfo) -> Element {
+        Element::new("iq", ns::CLIENT)
+            .with_attr("type", "result")
+            .with_attr("id", to_query.attr("id").unwrap_or(""))
+            .with_child(info.into())
+    }
+
+    #[test]
+    fn verified_answers_are_cached_and_forgeries_are_not() {
+        let cache = CapsCache::default();
+        let (a, b) = (Jid::parse("a@x/1").unwrap(), Jid::parse("b@x/1").unwrap());
+        let info = DiscoInfo { features: vec!["urn:t+notify".into()], ..DiscoInfo::default() };
+        let ver = caps::hash(&info, "sha-1").unwrap();
+        let Seen::Ask(q) = cache.presence(&a, &presence(&ver), "x") else { panic!("expected a query") };
+        // A second session with the same ver waits for the same answer; no second query.
+        assert!(matches!(cache.presence(&b, &presence(&ver), "x"), Seen::Nothing));
+        // Only the asked session's answer counts.
+        assert!(cache.response(&b, &answer(&q, info.clone())).is_none());
+        let (f, waiters) = cache.response(&a, &answer(&q, info.clone())).unwrap();
+        assert!(f.contains("urn:t+notify"));
+        assert_eq!(waiters, vec![a.clone(), b.clone()]);
+        assert!(cache.features(&b).is_some());
+
+        // A ver the answer does not hash to is not trusted.
+        let c = Jid::parse("c@x/1").unwrap();
+        let Seen::Ask(q) = cache.presence(&c, &presence("Zm9yZ2Vk"), "x") else { panic!("expected a query") };
+        assert!(cache.response(&c, &answer(&q, info)).is_none());
+        assert!(cache.features(&c).is_none());
+    }
+
+    #[test]
+    fn one_question_per_session_and_forget_clears_it() {
+        let cache = CapsCache::default();
+        let a = Jid::parse("a@x/1").unwrap();
+        assert!(matches!(cache.presence(&a, &presence("djE="), "x"), Seen::Ask(_)));
+        assert!(matches!(cache.presence(&a, &presence("djI="), "x"), Seen::Nothing));
+        cache.forget(&a);
+        assert!(matches!(cache.presence(&a, &presence("djI="), "x"), Seen::Ask(_)));
+        // No caps, or legacy caps without a hash: nothing to learn.
+        assert!(matches!(cache.presence(&a, &Element::new("presence", ns::CLIENT), "x"), Seen::Nothing));
     }
 }
