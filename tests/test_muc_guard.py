@@ -99,6 +99,10 @@ async def test_bot_swarm_quarantined_and_owners_told(server, clients, new_user):
     u, c = bots[0]
     mid = await say(c, room, "innocent question")
     assert (await refused(c, mid))[0] in ("policy-violation", "not-acceptable")
+    # Newcomers do not get the swarm's messages as history.
+    late = await online(clients, new_user("late"))
+    _p, _s, _o, history = await join(late, room, "late", maxstanzas=20)
+    assert not [m for m in history if m["body"] == command], history
     # The security log has the room event.
     ev = events_list(server)
     room_ev = [e for e in ev if e.get("account") == room]

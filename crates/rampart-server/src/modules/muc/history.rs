@@ -17,6 +17,8 @@ pub const DEFAULT_STANZAS: usize = 20;
 #[derive(Clone, Debug)]
 struct Entry {
     at_ms: i64,
+    /// Bare JID of the real sender (to withdraw a quarantined account's messages).
+    sender: String,
     el: Element,
     /// Serialized length, for `maxchars` and the byte bound.
     chars: usize,
@@ -65,19 +67,27 @@ impl History {
         History { entries: VecDeque::new(), max, bytes: 0 }
     }
 
-    /// Remember a message (as broadcast, without `to`).
-    pub fn push(&mut self, at_ms: i64, el: Element) {
+    /// Remember a message (as broadcast, without `to`) from `sender` (a bare JID).
+    pub fn push(&mut self, at_ms: i64, sender: &str, el: Element) {
         if self.max == 0 {
             return;
         }
         let chars = el.to_xml_string().len();
         self.bytes += chars;
-        self.entries.push_back(Entry { at_ms, el, chars });
+        self.entries.push_back(Entry { at_ms, sender: sender.to_owned(), el, chars });
         while self.entries.len() > self.max || (self.bytes > MAX_BYTES && self.entries.len() > 1) {
             if let Some(e) = self.entries.pop_front() {
                 self.bytes -= e.chars;
             }
         }
+    }
+
+    /// Forget every message from these senders (bare JIDs); returns how many.
+    pub fn withdraw_from(&mut self, senders: &[String]) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|e| !senders.contains(&e.sender));
+        self.bytes = self.entries.iter().map(|e| e.chars).sum();
+        before - self.entries.len()
     }
 
     /// Most messages kept.
@@ -137,7 +147,7 @@ mod tests {
     fn bounded_and_selected() {
         let mut h = History::new(5);
         for i in 0..8 {
-            h.push(1_000 * i as i64, msg(i));
+            h.push(1_000 * i as i64, if i % 2 == 0 { "even@x" } else { "odd@x" }, msg(i));
         }
         assert_eq!(h.len(), 5);
         let all = HistoryRequest { max_stanzas: None, max_chars: None, since_ms: None };
@@ -151,6 +161,8 @@ mod tests {
         let one_size = msg(7).to_xml_string().len();
         let chars = HistoryRequest { max_chars: Some(one_size), ..Default::default() };
         assert_eq!(bodies(&h.select(&chars)), ["m7"]);
+        assert_eq!(h.withdraw_from(&["odd@x".to_owned()]), 3);
+        assert_eq!(bodies(&h.select(&all)), ["m4", "m6"]);
     }
 
     #[test]
@@ -166,7 +178,7 @@ mod tests {
     #[test]
     fn zero_keeps_nothing() {
         let mut h = History::new(0);
-        h.push(0, msg(0));
+        h.push(0, "a@x", msg(0));
         assert!(h.is_empty());
     }
 }

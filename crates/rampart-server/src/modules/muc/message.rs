@@ -204,7 +204,7 @@ async fn groupchat(svc: &MucService, router: &Router, room: &mut Room, from: &Ji
         }
     }
     if has_body || subject.is_some() {
-        room.history.push(now_ms(), b.clone());
+        room.history.push(now_ms(), from.bare_str(), b.clone());
     }
     let out = room.occupants.values().map(|o| b.clone().with_attr("to", o.jid.as_str())).collect();
     let gone = send_all(router, out).await;
@@ -404,6 +404,8 @@ async fn bot_alert(svc: &MucService, router: &Router, room: &mut Room, f: &Findi
     if let Err(e) = router.services.security.record_event(&ev).await {
         tracing::error!(error = %e, "could not record a security event");
     }
+    // What the swarm posted is not shown to newcomers (MAM on the room hides it too).
+    room.history.withdraw_from(&accounts);
     let nicks: Vec<String> = room.occupants.values().filter(|o| accounts.iter().any(|a| a == o.jid.bare_str())).map(|o| o.nick.clone()).collect();
     super::presence::remove_occupants(svc, router, room, &nicks, &[307], None, Some("quarantined by threat defense")).await;
     let mut alert = Element::new("alert", NS_ALERT).with_attr("rule", f.rule.clone()).with_attr("room", room.jid.as_str());

@@ -324,7 +324,8 @@ pub(crate) async fn reload_history(router: &Router, room: &mut Room) {
         let Some(mut el) = rec.record.stanza_xml.as_deref().and_then(crate::c2s::parse_stored) else { continue };
         el.ns = ns::CLIENT.to_owned();
         el.remove_attr("to");
-        room.history.push(rec.record.at_ms, el);
+        let sender = Jid::parse(&rec.record.from).map(|j| j.bare_str().to_owned()).unwrap_or_default();
+        room.history.push(rec.record.at_ms, &sender, el);
     }
 }
 
