@@ -6,24 +6,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::service::{Refusal, Uploads};
+
+/// Uploads whose bodies are read and scanned at once, server-wide; more wait their turn
+/// (within the request deadline). A body is held in memory while it is scanned, so this
+/// times `max_file_size` bounds the memory uploads can take.
+pub const MAX_CONCURRENT_UPLOADS: usize = 16;
 
 /// The HTTP application over an upload service. `request_timeout` bounds each request,
 /// body included (a slow client gets 408).
 pub fn app(uploads: Arc<Uploads>, request_timeout: Duration) -> Router {
     let max_body = usize::try_from(uploads.settings().max_file_size).unwrap_or(usize::MAX);
+    let put_route = put(put_file).layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_UPLOADS));
     Router::new()
-        .route("/upload/{id}/{expires}/{tag}/{name}", put(put_file))
+        .route("/upload/{id}/{expires}/{tag}/{name}", put_route)
         .route("/file/{id}/{tag}/{name}", get(get_file))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(DefaultBodyLimit::max(max_body))
+        // A declared Content-Length over the limit is refused before anything is read.
+        .layer(RequestBodyLimitLayer::new(max_body))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .with_state(uploads)
 }
@@ -39,10 +49,26 @@ async fn put_file(
     State(up): State<Arc<Uploads>>,
     Path((id, expires, tag, name)): Path<(String, String, String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    match up.put(&id, &expires, &tag, &name, content_type, &body).await {
+    // The slot is checked first; its size bounds what is read of the body.
+    let upload = match up.check_put(&id, &expires, &tag, &name, content_type).await {
+        Ok(u) => u,
+        Err(r) => return refusal(r),
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n != upload.size) {
+        return refusal(Refusal { status: 400, text: format!("the slot is for exactly {} bytes", upload.size) });
+    }
+    let limit = usize::try_from(upload.size).unwrap_or(usize::MAX);
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return refusal(Refusal { status: 413, text: format!("the slot is for exactly {} bytes", upload.size) });
+        }
+    };
+    match up.store_put(upload, &bytes).await {
         Ok(()) => (StatusCode::CREATED, "stored\n").into_response(),
         Err(r) => refusal(r),
     }

@@ -251,6 +251,20 @@ impl Uploads {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<(), Refusal> {
+        let upload = self.check_put(id, expires, tag, name, content_type).await?;
+        self.store_put(upload, body).await
+    }
+
+    /// Everything about a PUT that can be checked before its body is read: the signature,
+    /// the expiry, the slot and its state, the content type. Returns the slot.
+    pub async fn check_put(
+        &self,
+        id: &str,
+        expires: &str,
+        tag: &str,
+        name: &str,
+        content_type: Option<&str>,
+    ) -> Result<Upload, Refusal> {
         let Ok(expires) = expires.parse::<u64>() else { return Err(Refusal::new(404, "no such upload slot")) };
         if !self.signer.verify("put", id, expires, name, tag) {
             return Err(Refusal::new(403, "invalid upload URL (bad signature)"));
@@ -273,6 +287,14 @@ impl Uploads {
         {
             return Err(Refusal::new(400, format!("Content-Type must be {} as requested for the slot", upload.content_type)));
         }
+        Ok(upload)
+    }
+
+    /// The body of a checked PUT (see [`Uploads::check_put`]): size, content type by
+    /// content, the guard's engines, then durable storage, the archive record and the state
+    /// that makes GET work.
+    pub async fn store_put(&self, upload: Upload, body: &[u8]) -> Result<(), Refusal> {
+        let id = upload.id.as_str();
         if u64::try_from(body.len()).unwrap_or(u64::MAX) != upload.size {
             return Err(Refusal::new(400, format!("the slot is for exactly {} bytes", upload.size)));
         }
