@@ -85,3 +85,24 @@ async def test_ibb_transfer_passes_and_eicar_is_blocked(server, new_user, client
     verdicts = sorted(r["verdict"]["verdict"] if isinstance(r["verdict"], dict) else r["verdict"] for r in recs)
     # The transfer's <open/> and the refused chunk are on the record.
     assert verdicts == ["blocked", "delivered"], recs
+
+
+async def test_ibb_over_messages_is_scanned_too(server, new_user, clients):
+    """The <message/> transport of XEP-0047 is no side channel either."""
+    alice, bob, a, b = await pair(clients, new_user, ["xep_0030", "xep_0047"])
+    b.plugin["xep_0047"].auto_accept = True
+    received = []
+    b.add_event_handler("ibb_stream_data", lambda s: received.append(s.read()))
+    stream = await a.plugin["xep_0047"].open_stream(b.boundjid, block_size=4096, use_messages=True, timeout=15)
+    await stream.sendall(b"benign bytes", timeout=15)
+    deadline = asyncio.get_running_loop().time() + 15
+    while b"".join(received) != b"benign bytes":
+        assert asyncio.get_running_loop().time() < deadline, received
+        await asyncio.sleep(0.05)
+    chunk = base64.b64encode(EICAR.encode()).decode()
+    a.send_raw(f"<message to='{b.boundjid}' id='ibb-eicar'><data xmlns='http://jabber.org/protocol/ibb' "
+               f"seq='{stream.send_seq + 1}' sid='{stream.sid}'>{chunk}</data></message>")
+    err = await a.wait_message(lambda m: m["type"] == "error" and m["id"] == "ibb-eicar", what="the bounce")
+    assert err.xml.find("{jabber:client}error/{urn:ietf:params:xml:ns:xmpp-stanzas}policy-violation") is not None
+    await asyncio.sleep(1.0)
+    assert b"".join(received) == b"benign bytes"

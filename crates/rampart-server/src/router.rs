@@ -226,6 +226,13 @@ impl Router {
             "message" => {
                 // RFC 6120 §10.3.1: no `to` means the sender's own bare JID.
                 let to = to.unwrap_or_else(|| ctx.jid.bare());
+                // XEP-0047 over messages: the data chunk passes the guard's file scan.
+                if el.child("data", modules::pep::gate::NS_IBB).is_some()
+                    && let Err(e) = modules::pep::gate::gate_ibb(self, &ctx.jid, &to, &el).await
+                {
+                    self.bounce(&el, e);
+                    return Ok(());
+                }
                 if self.is_local(&to) && to.node().is_some() {
                     // (A message the recipient blocks is refused and answered right there.)
                     if !self.blocked_inbound(&to, &el).await {

@@ -176,9 +176,9 @@ pub fn publish_record(publisher: &Jid, node: &str, item_id: &str, payload: &Elem
     }
 }
 
-/// XEP-0047 for an IQ `set` from `from` to `to`: an `<open/>` is journaled as a `file`
-/// record (the transfer's sid and block size; fail closed), each `<data/>` chunk passes the
-/// guard's file scan. `Err` is the error for the sender (the IQ is not forwarded).
+/// XEP-0047 for an IQ `set` (or a message) from `from` to `to`: an `<open/>` is journaled as
+/// a `file` record (the transfer's sid and block size; fail closed), each `<data/>` chunk
+/// passes the guard's file scan. `Err` is the error for the sender (nothing is forwarded).
 pub async fn gate_ibb(router: &Router, from: &Jid, to: &Jid, iq: &Element) -> Result<(), StanzaError> {
     if let Some(data) = iq.child("data", NS_IBB) {
         return gate_ibb_data(router, from, to, data).await;
