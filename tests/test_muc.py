@@ -145,6 +145,11 @@ async def test_service_discovery(clients, new_user):
     ident = info.xml.find(f"{{{NS_DISCO_INFO}}}query/{{{NS_DISCO_INFO}}}identity")
     assert ident is not None and ident.get("category") == "conference", info
     assert NS_MUC in features(info)
+    # XEP-0045 §10.1.4: a unique room name to create.
+    u = await a.iq("get", "<unique xmlns='http://jabber.org/protocol/muc#unique'/>", to=MUC)
+    name = u.xml.find("{http://jabber.org/protocol/muc#unique}unique").text
+    assert name and "@" not in name
+    await create(a, f"{name}@{MUC}", "alice")
 
 
 async def test_room_lifecycle(clients, new_user):
@@ -190,6 +195,12 @@ async def test_room_lifecycle(clients, new_user):
     assert oid and bob.jid not in oid
     assert p.xml.find("{urn:xmpp:occupant-id:0}occupant-id").get("id") == oid
     await heard(b, room, "hello room")
+    # A participant may not change the subject (the room does not allow it).
+    sm = b.make_message(mto=room, msubject="mine now", mtype="groupchat")
+    sm["id"] = "subj-" + secrets.token_hex(3)
+    sm.send()
+    e = await b.wait_message(lambda m: m["id"] == sm["id"] and m["type"] == "error")
+    assert stanza_error(e)[0] == "forbidden"
     muc(a).set_subject(room, "Quarterly planning")
     s = await b.wait_message(lambda m: m["subject"] == "Quarterly planning", what="the subject")
     assert s["from"] == f"{room}/alice" and s["type"] == "groupchat"

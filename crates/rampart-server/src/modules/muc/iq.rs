@@ -49,7 +49,7 @@ pub async fn service_iq(svc: &MucService, router: &Router, _from: &Jid, iq: &Ele
         let info = DiscoInfo {
             node: None,
             identities: vec![Identity::new("conference", "text").with_name("Chatrooms")],
-            features: [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::MUC, ns::PING].iter().map(|s| (*s).to_owned()).collect(),
+            features: [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::MUC, NS_UNIQUE, ns::PING].iter().map(|s| (*s).to_owned()).collect(),
             extensions: vec![],
         };
         Ok(Some(info.into()))
@@ -66,11 +66,23 @@ pub async fn service_iq(svc: &MucService, router: &Router, _from: &Jid, iq: &Ele
         Ok(Some(DiscoItems { node: None, items }.into()))
     } else if p.is("ping", ns::PING) && get {
         Ok(None)
+    } else if p.is("unique", NS_UNIQUE) && get {
+        // XEP-0045 §10.1.4: a room name nobody uses.
+        let name = loop {
+            let n = format!("{:016x}", rand::random::<u64>());
+            if svc.get(&format!("{n}@{}", svc.settings.domain)).is_none() {
+                break n;
+            }
+        };
+        Ok(Some(Element::new("unique", NS_UNIQUE).with_text(name)))
     } else {
         Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::ServiceUnavailable))
     };
     answer(router, iq, res).await;
 }
+
+/// XEP-0045 §10.1.4 unique room names.
+const NS_UNIQUE: &str = "http://jabber.org/protocol/muc#unique";
 
 /// An IQ to a room or an occupant JID.
 pub async fn room_iq(svc: &MucService, router: &Router, from: Jid, to: Jid, iq: Element) {
