@@ -271,6 +271,13 @@ async def test_items_retract_purge_delete(server, new_user, clients):
     resp = await a.iq("set", f"<pubsub xmlns='{NS_PUBSUB}'><retract node='{node}'><item id='i0'/></retract></pubsub>")
     assert stanza_error(resp)[0] == "item-not-found"
 
+    # The owner's disco#items lists the node (XEP-0060 §5.2); a contact sees none.
+    resp = await a.iq("get", "<query xmlns='http://jabber.org/protocol/disco#items'/>", to=alice.jid)
+    nodes = [i.get("node") for i in resp.xml.findall("{http://jabber.org/protocol/disco#items}query/{http://jabber.org/protocol/disco#items}item")]
+    assert node in nodes, nodes
+    resp = await b.iq("get", "<query xmlns='http://jabber.org/protocol/disco#items'/>", to=alice.jid)
+    assert resp.xml.findall("{http://jabber.org/protocol/disco#items}query/{http://jabber.org/protocol/disco#items}item") == []
+
     # Purge, then delete.
     r = await ps.purge(None, node)
     assert r["type"] == "result"

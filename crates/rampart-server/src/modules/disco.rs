@@ -89,11 +89,14 @@ impl IqHandler for DiscoItemsHandler {
         &[ns::DISCO_ITEMS]
     }
 
-    async fn handle(&self, router: &Router, _: &mut SessionCtx, iq: &Element, payload: &Element) -> Result<Option<Element>, StanzaError> {
+    async fn handle(&self, router: &Router, ctx: &mut SessionCtx, iq: &Element, payload: &Element) -> Result<Option<Element>, StanzaError> {
         get_only(iq, payload)?;
         let to_account = iq.attr("to").is_some_and(|t| t != router.domain);
         let items = if to_account {
-            vec![]
+            // XEP-0060 §5.2 on one's own account: the PEP nodes (others see none).
+            let own = iq.attr("to").is_some_and(|t| t == ctx.jid.bare_str());
+            let nodes = if own { router.stores.pep.pep_nodes(ctx.jid.bare_str()).await.unwrap_or_default() } else { vec![] };
+            nodes.into_iter().map(|n| DiscoItem { jid: ctx.jid.bare(), node: Some(n.name), name: None }).collect()
         } else {
             // The server's subdomain services (rooms, upload, ...).
             router.component_items().into_iter().filter_map(|(jid, name)| Some(DiscoItem { jid: rampart_proto::Jid::parse(&jid).ok()?, node: None, name: Some(name) })).collect()
