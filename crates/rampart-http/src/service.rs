@@ -281,6 +281,12 @@ impl Uploads {
         if upload.state != UploadState::Pending {
             return Err(Refusal::new(409, "this slot was used already"));
         }
+        // An account quarantined after it got the slot uploads nothing more.
+        match self.security.is_quarantined(&upload.owner).await {
+            Ok(false) => {}
+            Ok(true) => return Err(Refusal::new(403, "your account is quarantined")),
+            Err(e) => return Err(Refusal::new(503, format!("upload service unavailable: {e}"))),
+        }
         if let Some(ct) = content_type
             && ct.trim() != upload.content_type
             && !(upload.content_type == "application/octet-stream")

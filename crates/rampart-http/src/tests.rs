@@ -168,6 +168,16 @@ async fn forged_altered_and_expired_urls_are_refused() {
 }
 
 #[tokio::test]
+async fn quarantined_uploader_cannot_use_an_earlier_slot() {
+    let f = fixture(UploadSettings::default()).await;
+    let slot = f.up.request_slot("w@example", req("a.txt", 3, "text/plain")).await.unwrap();
+    f.db.quarantine("w@example", "outbreak.blast", "blast", 1).await.unwrap();
+    let (st, body, _) = call(&f, "PUT", &slot.put_url, Some("text/plain"), b"abc".to_vec()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert!(text(&body).contains("quarantined"));
+}
+
+#[tokio::test]
 async fn slot_policy_size_quota_and_types() {
     let f = fixture(UploadSettings { max_file_size: 1000, quota_per_user: 1500, ..UploadSettings::default() }).await;
     let e = f.up.request_slot("a@example", req("big.bin", 1001, "application/octet-stream")).await.unwrap_err();
