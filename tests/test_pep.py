@@ -556,3 +556,18 @@ async def test_forged_caps_get_no_notifications(server, new_user, clients):
             assert el is None or el.find(f"{{{NS_EVENT}}}event") is None, ET.tostring(el)
     finally:
         raw.close()
+
+
+async def test_last_item_on_subscription_approval(server, new_user, clients):
+    """XEP-0163 §4.3.3: a new subscriber's sessions get the last items of the
+    nodes they are interested in as soon as the subscription is approved."""
+    alice, bob = new_user("alice"), new_user("bob")
+    a = await pep_client(clients, alice, interests=[NS_TUNE])
+    b = await pep_client(clients, bob, interests=[NS_TUNE])
+    r = await a.plugin["xep_0060"].publish(None, NS_TUNE, id="before", payload=tune("Before you came"))
+    assert r["type"] == "result"
+    await asyncio.sleep(0.5)
+    assert events_of(b, NS_TUNE) == [], "no subscription yet, nothing for Bob"
+    await subscribe_to(b, bob, a, alice)
+    ev = await wait_event(b, NS_TUNE, what="the last tune after approval")
+    assert item_ids(ev) == ["before"]
