@@ -27,6 +27,8 @@ pub struct S2sFileConfig {
     pub ca_file: Option<PathBuf>,
     /// Also trust the public web PKI roots (compiled in).
     pub public_roots: bool,
+    /// Domains that may use server dialback when their certificate does not validate.
+    pub dialback: Vec<String>,
     /// Let OMEMO/OpenPGP-encrypted messages cross the border.
     pub allow_e2ee: bool,
     pub connect_timeout_secs: u64,
@@ -46,6 +48,7 @@ impl Default for S2sFileConfig {
             routes: HashMap::new(),
             ca_file: None,
             public_roots: true,
+            dialback: Vec::new(),
             allow_e2ee: d.allow_e2ee,
             connect_timeout_secs: d.connect_timeout.as_secs(),
             idle_timeout_secs: d.idle_timeout.as_secs(),
@@ -89,6 +92,14 @@ pub fn settings(f: &S2sFileConfig, listen: Option<SocketAddr>, own_domain: &str,
         }
         allow.push(d);
     }
+    let mut dialback = Vec::new();
+    for a in &f.dialback {
+        if a == "*" {
+            dialback.push(a.clone());
+            continue;
+        }
+        dialback.push(domain(a).with_context(|| format!("{source}: s2s.dialback: {a:?} is not a domain (or \"*\")"))?);
+    }
     let mut routes = HashMap::new();
     for (d, r) in &f.routes {
         let dn = domain(d).with_context(|| format!("{source}: s2s.routes: {d:?} is not a domain"))?;
@@ -117,6 +128,7 @@ pub fn settings(f: &S2sFileConfig, listen: Option<SocketAddr>, own_domain: &str,
         listen,
         allow,
         routes,
+        dialback,
         allow_e2ee: f.allow_e2ee,
         connect_timeout: secs("connect_timeout_secs", f.connect_timeout_secs)?,
         idle_timeout: secs("idle_timeout_secs", f.idle_timeout_secs)?,

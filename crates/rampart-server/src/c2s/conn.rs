@@ -69,6 +69,8 @@ pub struct XmlConn<S> {
     domain: String,
     /// The stream's default namespace (`jabber:client`; `jabber:server` for federation).
     stream_ns: &'static str,
+    /// The `id` of the stream header we sent last (server dialback keys are bound to it).
+    pub stream_id: String,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> XmlConn<S> {
@@ -82,6 +84,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlConn<S> {
             stanza_timeout,
             domain: domain.to_owned(),
             stream_ns: ns::CLIENT,
+            stream_id: String::new(),
         }
     }
 
@@ -183,6 +186,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlConn<S> {
     pub fn queue_header(&mut self, to: Option<&str>) {
         let id = format!("{:016x}", rand::random::<u64>());
         self.wbuf.extend_from_slice(stream::stream_header(self.stream_ns, &self.domain, to, &id, "en").as_bytes());
+        self.stream_id = id;
         self.header_sent = true;
     }
 

@@ -41,6 +41,9 @@ pub struct S2sConfig {
     pub allow: Vec<String>,
     /// Static routes by remote domain (checked before DNS).
     pub routes: HashMap<String, Route>,
+    /// Domains (with their subdomains) that may authenticate with server dialback
+    /// (XEP-0220) when their certificate does not validate; `*` for all. Default: none.
+    pub dialback: Vec<String>,
     /// Let end-to-end encrypted payloads (OMEMO, OpenPGP) cross the border.
     pub allow_e2ee: bool,
     /// Connecting, TLS and authentication to a peer must finish within this.
@@ -63,6 +66,7 @@ impl Default for S2sConfig {
             listen: None,
             allow: Vec::new(),
             routes: HashMap::new(),
+            dialback: Vec::new(),
             allow_e2ee: false,
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
@@ -80,6 +84,12 @@ impl S2sConfig {
     pub fn allows(&self, domain: &str) -> bool {
         let domain = domain.to_ascii_lowercase();
         self.allow.iter().any(|a| a == "*" || *a == domain || domain.ends_with(&format!(".{a}")))
+    }
+
+    /// May `domain` authenticate with dialback (and do we use dialback towards it)?
+    pub fn dialback_allowed(&self, domain: &str) -> bool {
+        let domain = domain.to_ascii_lowercase();
+        self.dialback.iter().any(|a| a == "*" || *a == domain || domain.ends_with(&format!(".{a}")))
     }
 
     /// The static route for `domain`, or else for the nearest parent domain that has one

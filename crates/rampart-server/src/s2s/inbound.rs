@@ -87,11 +87,16 @@ pub(super) async fn serve(s2s: Arc<S2s>, router: Arc<Router>, tcp: TcpStream, pe
         }
     };
     let tls_desc = super::tls::describe(tls.get_ref().1);
-    let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.clone().into_owned());
+    // The chain was not judged during the handshake (see `tls.rs`): a certificate that does
+    // not lead to a trust anchor counts as none.
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+        tls.get_ref().1.peer_certificates().map(|c| c.iter().map(|x| x.clone().into_owned()).collect()).unwrap_or_default();
+    let presented = !chain.is_empty();
+    let cert = if s2s.tls.client_chain_valid(&chain) { chain.first().cloned() } else { None };
     s2s.update_link(link_id, |l| l.tls = Some(tls_desc)).await;
     let mut conn = XmlConn::new(tls, limits, stanza_timeout, &router.domain).server_stream();
 
-    let authed = tokio::time::timeout_at(deadline, authenticate(&s2s, &router, &mut conn, cert.as_ref(), peer, link_id)).await;
+    let authed = tokio::time::timeout_at(deadline, authenticate(&s2s, &router, &mut conn, cert.as_ref(), presented, peer, link_id)).await;
     let domain = match authed {
         Ok(Ok(d)) => d,
         Ok(Err(e)) => {
@@ -158,6 +163,7 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     router: &Router,
     conn: &mut XmlConn<S>,
     cert: Option<&rustls::pki_types::CertificateDer<'static>>,
+    presented: bool,
     peer: SocketAddr,
     link_id: i64,
 ) -> Result<String, ConnError> {
@@ -176,8 +182,13 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(err(Sec::PolicyViolation, format!("federation with {domain} is not allowed by this server's policy")));
     }
     let valid = cert.is_some_and(|c| super::tls::cert_matches_domain(c, &domain));
-    if !valid {
-        let why = if cert.is_some() { "its certificate is not valid for that domain" } else { "it presented no certificate" };
+    let dialback = s2s.config.dialback_allowed(&domain);
+    if !valid && !dialback {
+        let why = match (cert.is_some(), presented) {
+            (true, _) => "its certificate is not valid for that domain",
+            (false, true) => "its certificate does not lead to a trusted authority",
+            (false, false) => "it presented no certificate",
+        };
         tracing::warn!(%peer, %domain, why, "s2s: peer authentication refused");
         s2s.security_event(router, &domain, "s2s.certificate", &format!("peer claiming {domain} refused: {why}"), serde_json::json!({ "peer": peer.to_string() })).await;
         return Err(err(Sec::NotAuthorized, format!("cannot authenticate {domain}: {why}")));
@@ -186,15 +197,57 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         tracing::warn!(%peer, %domain, "s2s: too many links from this domain");
         return Err(err(Sec::ResourceConstraint, "too many connections from your domain"));
     }
-    conn.send(&rampart_proto::stream::features(vec![rampart_proto::sasl::mechanisms(&["EXTERNAL"])])).await?;
+    let mut feats = Vec::new();
+    if valid {
+        feats.push(rampart_proto::sasl::mechanisms(&["EXTERNAL"]));
+    }
+    if dialback {
+        feats.push(super::dialback::feature());
+    }
+    conn.send(&rampart_proto::stream::features(feats)).await?;
     loop {
         let el = match conn.next_event().await? {
             Event::Stanza(el) => el,
             Event::StreamEnd => return Err(ConnError::StreamEnd),
             Event::StreamStart(_) => return Err(ConnError::stream(Sec::NotWellFormed)),
         };
+        if dialback && el.is("verify", ns::DIALBACK) {
+            // The peer checks a key we gave it (we are the originating server).
+            if let Some(answer) = super::dialback::answer_verify(&router.config.server_secret, &el) {
+                conn.send(&answer).await?;
+            }
+            continue;
+        }
+        if dialback && el.is("result", ns::DIALBACK) {
+            let to = el.attr("to").unwrap_or("").to_owned();
+            let claimed = el.attr("from").is_some_and(|f| f.eq_ignore_ascii_case(&domain));
+            let ok = claimed
+                && router.is_local_domain(&to)
+                && super::dialback::verify(s2s, router, &domain, &to, &conn.stream_id.clone(), el.text().trim()).await;
+            let reply = Element::new("result", ns::DIALBACK)
+                .with_attr("from", to.as_str())
+                .with_attr("to", domain.as_str())
+                .with_attr("type", if ok { "valid" } else { "invalid" });
+            conn.send(&reply).await?;
+            if !ok {
+                tracing::warn!(%peer, %domain, "s2s: dialback key not confirmed by the domain's server");
+                s2s.security_event(router, &domain, "s2s.dialback", &format!("dialback for {domain} failed"), serde_json::json!({ "peer": peer.to_string() })).await;
+                return Err(err(Sec::NotAuthorized, "dialback failed"));
+            }
+            tracing::info!(%peer, %domain, "s2s: peer authenticated by dialback");
+            s2s.update_link(link_id, |l| {
+                l.state = "up".into();
+                l.auth = Some("dialback".into());
+            })
+            .await;
+            return Ok(domain);
+        }
         if !el.is("auth", ns::SASL) {
             return Err(err(Sec::NotAuthorized, "authenticate first"));
+        }
+        if !valid {
+            conn.send(&rampart_proto::sasl::failure("not-authorized", None)).await?;
+            return Err(err(Sec::NotAuthorized, "no valid certificate for SASL EXTERNAL"));
         }
         if el.attr("mechanism") != Some("EXTERNAL") {
             conn.send(&rampart_proto::sasl::failure("invalid-mechanism", None)).await?;

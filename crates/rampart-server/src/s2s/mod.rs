@@ -14,6 +14,7 @@
 //! Plaintext federation does not exist: every link is TLS before anything else is said.
 
 pub mod config;
+pub mod dialback;
 mod inbound;
 mod outbound;
 pub mod policy;

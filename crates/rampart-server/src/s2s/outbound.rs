@@ -192,7 +192,7 @@ async fn connect_one(s2s: &Arc<S2s>, router: &Router, domain: &str, t: &Route, l
         let mut conn = XmlConn::new(tcp, limits(router), stanza_timeout, &router.domain).server_stream();
         conn.queue_header(Some(domain));
         conn.flush().await?;
-        let feats = open(&mut conn).await?;
+        let (_, feats) = open(&mut conn).await?;
         if feats.child("starttls", ns::TLS).is_none() {
             return Err(ConnectError::NoStartTls);
         }
@@ -204,19 +204,32 @@ async fn connect_one(s2s: &Arc<S2s>, router: &Router, domain: &str, t: &Route, l
         tcp = conn.into_inner()?;
     }
     let name = rustls::pki_types::ServerName::try_from(domain.to_owned()).map_err(|e| ConnectError::Protocol(e.to_string()))?;
-    let tls = s2s.tls.connector.connect(name, tcp).await.map_err(|e| {
+    // Towards a dialback peer the certificate is judged after the handshake: if it is not
+    // valid, dialback (the peer's DNS) vouches for it instead.
+    let dialback_ok = s2s.config.dialback_allowed(domain);
+    let connector = if dialback_ok { &s2s.tls.dialback_connector } else { &s2s.tls.connector };
+    let tls = connector.connect(name, tcp).await.map_err(|e| {
         tracing::warn!(%domain, error = %e, "s2s: the peer's certificate or TLS was refused");
         ConnectError::Tls(addr.clone(), e)
     })?;
+    let server_valid = !dialback_ok || {
+        let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+            tls.get_ref().1.peer_certificates().map(|c| c.iter().map(|x| x.clone().into_owned()).collect()).unwrap_or_default();
+        s2s.tls.server_chain_valid(&chain, domain)
+    };
     let tls_desc = super::tls::describe(tls.get_ref().1);
     s2s.update_link(link_id, |l| l.tls = Some(tls_desc)).await;
     let mut conn = XmlConn::new(tls, limits(router), stanza_timeout, &router.domain).server_stream();
     conn.queue_header(Some(domain));
     conn.flush().await?;
-    let feats = open(&mut conn).await?;
-    let external = feats
-        .child("mechanisms", ns::SASL)
-        .is_some_and(|m| m.elements().any(|c| c.is("mechanism", ns::SASL) && c.text().trim() == "EXTERNAL"));
+    let (stream_id, feats) = open(&mut conn).await?;
+    let external = server_valid
+        && feats
+            .child("mechanisms", ns::SASL)
+            .is_some_and(|m| m.elements().any(|c| c.is("mechanism", ns::SASL) && c.text().trim() == "EXTERNAL"));
+    if !external && dialback_ok && feats.child("dialback", super::dialback::NS_FEATURE).is_some() {
+        return dialback(s2s, router, domain, conn, stream_id.unwrap_or_default(), link_id).await;
+    }
     if !external {
         return Err(ConnectError::NoExternal);
     }
@@ -239,7 +252,7 @@ async fn connect_one(s2s: &Arc<S2s>, router: &Router, domain: &str, t: &Route, l
     conn.framer.reset();
     conn.queue_header(Some(domain));
     conn.flush().await?;
-    let _features = open(&mut conn).await?;
+    let _ = open(&mut conn).await?;
     s2s.update_link(link_id, |l| {
         l.state = "up".into();
         l.auth = Some(if bidi { "sasl-external+bidi" } else { "sasl-external" }.into());
@@ -249,15 +262,50 @@ async fn connect_one(s2s: &Arc<S2s>, router: &Router, domain: &str, t: &Route, l
     Ok(conn)
 }
 
-/// Read the peer's stream header and features.
-async fn open<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut XmlConn<S>) -> Result<Element, ConnectError> {
-    match conn.next_event().await? {
-        Event::StreamStart(h) if h.default_ns == ns::SERVER => {}
+/// XEP-0220 as the originating server: our key for the peer's stream id, confirmed by the
+/// peer with our own server (which answers its `db:verify`).
+async fn dialback(s2s: &Arc<S2s>, router: &Router, domain: &str, mut conn: Link, stream_id: String, link_id: i64) -> Result<Link, ConnectError> {
+    let key = super::dialback::key(&router.config.server_secret, domain, &router.domain, &stream_id);
+    conn.send(
+        &Element::new("result", ns::DIALBACK)
+            .with_attr("from", router.domain.as_str())
+            .with_attr("to", domain)
+            .with_text(key),
+    )
+    .await?;
+    loop {
+        match conn.next_event().await? {
+            Event::Stanza(el) if el.is("result", ns::DIALBACK) => {
+                if el.attr("type") != Some("valid") {
+                    return Err(ConnectError::AuthFailed("dialback refused".into()));
+                }
+                break;
+            }
+            Event::Stanza(el) if el.is("error", ns::STREAM) => {
+                return Err(ConnectError::Protocol(format!("stream error {}", el.to_xml_string())));
+            }
+            Event::Stanza(_) => continue,
+            other => return Err(ConnectError::Protocol(format!("{other:?}"))),
+        }
+    }
+    s2s.update_link(link_id, |l| {
+        l.state = "up".into();
+        l.auth = Some("dialback".into());
+    })
+    .await;
+    tracing::info!(%domain, "s2s link up (outbound, dialback)");
+    Ok(conn)
+}
+
+/// Read the peer's stream header (its `id`) and features.
+async fn open<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut XmlConn<S>) -> Result<(Option<String>, Element), ConnectError> {
+    let id = match conn.next_event().await? {
+        Event::StreamStart(h) if h.default_ns == ns::SERVER => h.id,
         Event::StreamStart(h) => return Err(ConnectError::Protocol(format!("stream namespace {}", h.default_ns))),
         other => return Err(ConnectError::Protocol(format!("{other:?}"))),
-    }
+    };
     match conn.next_event().await? {
-        Event::Stanza(f) if f.is("features", ns::STREAM) => Ok(f),
+        Event::Stanza(f) if f.is("features", ns::STREAM) => Ok((id, f)),
         Event::Stanza(e) if e.is("error", ns::STREAM) => Err(ConnectError::Protocol(format!("stream error {}", e.to_xml_string()))),
         other => Err(ConnectError::Protocol(format!("{other:?}"))),
     }
