@@ -102,6 +102,25 @@ async def test_messages_cross_both_ways(fed):
         assert m2["from"].bare == b.jid
 
 
+async def test_carbons_of_messages_sent_across(fed):
+    """XEP-0280: what one resource sends to a remote contact is copied to its sibling."""
+    alpha, beta = fed
+    a, b = alpha.add_user("carb"), beta.add_user("carb")
+    ns = "urn:xmpp:carbons:2"
+    async with online(alpha, a, "phone") as phone, online(alpha, a, "desk") as desk, \
+            online(beta, b) as cb:
+        for c in (phone, desk):
+            r = await c.iq("set", f"<enable xmlns='{ns}'/>")
+            assert r["type"] == "result", r
+        tag = secrets.token_hex(4)
+        phone.send_msg(b.jid, f"carbon {tag}")
+        await cb.wait_message(lambda m: m["body"] == f"carbon {tag}", timeout=45)
+        copy = await desk.wait_message(
+            lambda m: m.xml.find(f"{{{ns}}}sent") is not None and f"carbon {tag}" in str(m),
+            timeout=20, what="the <sent/> carbon on the sibling resource")
+        assert copy["from"].bare == a.jid
+
+
 async def test_archives_record_direction_and_remote_domain(fed):
     alpha, beta = fed
     a, b = alpha.add_user("arch"), beta.add_user("arch")

@@ -204,6 +204,10 @@ impl S2s {
                     return;
                 }
             }
+            // XEP-0280: the sender's other resources see what it sent, wherever it goes.
+            if from.is_full() && router.is_local(from) {
+                crate::modules::carbons::copy_sent(router, from, None, &el);
+            }
         }
         if el.name == "presence" && !is_subscription(&el) {
             self.wake(&domain, Some(el));
