@@ -123,3 +123,46 @@ async fn connection(tcp: tokio::net::TcpStream, peer: SocketAddr, acceptor: TlsA
         Err(_) => tracing::debug!(%peer, "HTTP connection reached its lifetime"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_address_slots_are_counted_and_released() {
+        let c = Arc::new(Counter::default());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let s1 = c.acquire(a, 2).unwrap();
+        let _s2 = c.acquire(a, 2).unwrap();
+        assert!(c.acquire(a, 2).is_none());
+        assert!(c.acquire(b, 2).is_some(), "other addresses are not affected");
+        drop(s1);
+        assert!(c.acquire(a, 2).is_some());
+    }
+
+    #[test]
+    fn http_tls_speaks_http_alpn() {
+        let certified = rcgen_like_config();
+        assert_eq!(http_tls(&certified).alpn_protocols, vec![b"http/1.1".to_vec()]);
+    }
+
+    /// A server config with a throwaway self-signed key (ring provider, as the server).
+    fn rcgen_like_config() -> rustls::ServerConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(NoCert))
+    }
+
+    #[derive(Debug)]
+    struct NoCert;
+
+    impl rustls::server::ResolvesServerCert for NoCert {
+        fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            None
+        }
+    }
+}

@@ -91,8 +91,10 @@ async fn get_file(State(up): State<Arc<Uploads>>, Path((id, tag, name)): Path<(S
         if inline(&u.content_type) { "inline" } else { "attachment" },
         percent_encoding::utf8_percent_encode(&u.name, percent_encoding::NON_ALPHANUMERIC)
     );
-    let mut resp = served.bytes.into_response();
+    // Streamed from disk in chunks: concurrent downloads do not hold whole files in memory.
+    let mut resp = Body::from_stream(tokio_util::io::ReaderStream::new(served.file)).into_response();
     let h = resp.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(served.len));
     let ct = HeaderValue::from_str(&u.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
     h.insert(header::CONTENT_TYPE, ct);
     if let Ok(v) = HeaderValue::from_str(&disposition) {

@@ -93,11 +93,13 @@ impl Refusal {
     }
 }
 
-/// A file ready to serve.
+/// A file ready to serve: its metadata and the open file (streamed, never read whole).
 #[derive(Debug)]
 pub struct Served {
     pub upload: Upload,
-    pub bytes: Vec<u8>,
+    pub file: tokio::fs::File,
+    /// Bytes on disk.
+    pub len: u64,
 }
 
 /// Longest time a scan (guard engines) may take per file before the PUT is refused.
@@ -428,8 +430,12 @@ impl Uploads {
                 return Err(Refusal::new(410, format!("this file was refused: {}", upload.reason.unwrap_or_default())));
             }
         }
-        match tokio::fs::read(self.path_of(id)).await {
-            Ok(bytes) => Ok(Served { upload, bytes }),
+        let opened = match tokio::fs::File::open(self.path_of(id)).await {
+            Ok(f) => f.metadata().await.map(|m| (f, m.len())),
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok((file, len)) => Ok(Served { upload, file, len }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Refusal::new(404, "no such file")),
             Err(e) => Err(Refusal::new(503, format!("could not read the file: {e}"))),
         }
