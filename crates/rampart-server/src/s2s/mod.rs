@@ -103,6 +103,13 @@ impl S2s {
         match self.store.queue_depths().await {
             Ok(depths) => {
                 for (domain, n) in depths {
+                    if !self.config.allows(&domain) {
+                        // The allow-list changed while they waited: nothing crosses to a
+                        // domain that is no longer allowed (they stay queued, visible in
+                        // `rampart s2s status`, until the domain is allowed again).
+                        tracing::warn!(%domain, queued = n, "queued stanzas held: the domain is not on the allow-list");
+                        continue;
+                    }
                     tracing::info!(%domain, queued = n, "resuming delivery of queued stanzas");
                     self.wake(&domain, None);
                 }
