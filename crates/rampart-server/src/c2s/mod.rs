@@ -101,7 +101,9 @@ pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, dir
     };
 
     // Phase 2: TLS.
-    let tls = match tokio::time::timeout_at(deadline, shared.tls.accept(tcp)).await {
+    // The handshake phases are boxed: their futures are freed when they finish instead of
+    // sizing the connection's task for its whole life (idle memory per connection).
+    let tls = match Box::pin(tokio::time::timeout_at(deadline, shared.tls.accept(tcp))).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "TLS handshake failed");
@@ -116,10 +118,10 @@ pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, dir
     let mut conn = XmlConn::new(tls, shared.xml_limits(), limits.stanza_timeout, &domain);
 
     // Phase 3 and 4: SASL, then bind.
-    let bound = tokio::time::timeout_at(deadline, async {
+    let bound = Box::pin(tokio::time::timeout_at(deadline, async {
         let user = sasl_phase(&shared, &mut conn, peer, channel_binding).await?;
         bind_phase(&shared, &mut conn, &user).await
-    })
+    }))
     .await;
     let bound = match bound {
         Ok(Ok(b)) => b,
@@ -137,7 +139,7 @@ pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, dir
     let (ctx, rx, sm) = match bound {
         Bound::New(ctx, rx) => {
             tracing::info!(%peer, jid = %ctx.jid, "session bound");
-            shared.router.archive_session_event(&ctx, rampart_archive::RecordKind::Login, Some(&peer.to_string())).await;
+            Box::pin(shared.router.archive_session_event(&ctx, rampart_archive::RecordKind::Login, Some(&peer.to_string()))).await;
             (ctx, rx, None)
         }
         Bound::Resumed(h) => {
@@ -145,7 +147,7 @@ pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, dir
             (h.ctx, h.rx, Some(h.sm))
         }
     };
-    session_loop(shared.clone(), conn, ctx, rx, sm, peer).await;
+    Box::pin(session_loop(shared.clone(), conn, ctx, rx, sm, peer)).await;
 }
 
 /// Peek at the first byte: is it a TLS handshake record?
