@@ -1,7 +1,8 @@
-//! Federation wiring: the `[s2s]` configuration table, the trust anchors (the configured CA
+//! Federation wiring: the `[s2s]` configuration table (with the border rules
+//! `[s2s.domains.*]`, `[s2s.groups]`, `allow_users` and `deny_users`), the trust anchors (the configured CA
 //! bundle, read here), the DNS SRV resolver (hickory), and `rampart s2s status`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
-use rampart_server::s2s::{Resolve, Route, S2sConfig, S2sSetup, Srv};
+use rampart_server::s2s::{DomainRules, Kind, Resolve, Route, S2sConfig, S2sSetup, Srv};
 use serde::Deserialize;
 
 use crate::config::Config;
@@ -37,6 +38,68 @@ pub struct S2sFileConfig {
     pub retry_max_secs: u64,
     pub max_links_per_domain: usize,
     pub max_stanzas_per_sec: u32,
+    /// What may cross per remote domain (`"*"`: the default for the others).
+    pub domains: HashMap<String, DomainRulesFile>,
+    /// Named groups of local accounts, referred to as `"group:NAME"`.
+    pub groups: HashMap<String, Vec<String>>,
+    /// Local accounts (or `group:NAME`) that may federate with any domain.
+    pub allow_users: Vec<String>,
+    /// Local accounts (or `group:NAME`) that may not federate at all.
+    pub deny_users: Vec<String>,
+}
+
+/// `[s2s.domains."DOMAIN"]` as written in the file: `allow` for both directions, or
+/// `inbound` / `outbound` for one (overriding `allow`). A direction named by neither
+/// allows nothing. Kinds: `messages`, `presence`, `rooms`, `files`, `iqs`, or `all`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainRulesFile {
+    pub allow: Option<Vec<String>>,
+    pub inbound: Option<Vec<String>>,
+    pub outbound: Option<Vec<String>>,
+}
+
+/// Parse a list of kind names (`all` is every kind).
+fn kinds(list: &[String], key: &str) -> Result<HashSet<Kind>> {
+    let mut out = HashSet::new();
+    for k in list {
+        if k == "all" {
+            out.extend(Kind::ALL);
+            continue;
+        }
+        let kind = Kind::parse(k).with_context(|| {
+            format!("{key}: {k:?} is not a kind of traffic (messages, presence, rooms, files, iqs, all)")
+        })?;
+        out.insert(kind);
+    }
+    Ok(out)
+}
+
+/// Expand `allow_users` / `deny_users`: bare JIDs of this domain, or `group:NAME`.
+fn users(list: &[String], groups: &HashMap<String, Vec<String>>, own_domain: &str, key: &str) -> Result<HashSet<String>> {
+    let account = |v: &str, key: &str| -> Result<String> {
+        let j = rampart_proto::Jid::parse(v).ok().filter(|j| j.node().is_some() && j.resource().is_none());
+        let j = j.with_context(|| format!("{key}: {v:?} is not an account's bare JID"))?;
+        if j.domain() != own_domain {
+            bail!("{key}: {v:?} is not an account of this server ({own_domain})");
+        }
+        Ok(j.as_str().to_owned())
+    };
+    let mut out = HashSet::new();
+    for u in list {
+        match u.strip_prefix("group:") {
+            Some(g) => {
+                let members = groups.get(g).with_context(|| format!("{key}: group {g:?} is not defined in [s2s.groups]"))?;
+                for m in members {
+                    out.insert(account(m, &format!("s2s.groups.{g}"))?);
+                }
+            }
+            None => {
+                out.insert(account(u, key)?);
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Default for S2sFileConfig {
@@ -56,6 +119,10 @@ impl Default for S2sFileConfig {
             retry_max_secs: d.retry_max.as_secs(),
             max_links_per_domain: d.max_links_per_domain,
             max_stanzas_per_sec: d.max_stanzas_per_sec,
+            domains: HashMap::new(),
+            groups: HashMap::new(),
+            allow_users: Vec::new(),
+            deny_users: Vec::new(),
         }
     }
 }
@@ -124,6 +191,20 @@ pub fn settings(f: &S2sFileConfig, listen: Option<SocketAddr>, own_domain: &str,
     if f.max_stanzas_per_sec == 0 {
         bail!("{source}: s2s.max_stanzas_per_sec: must be at least 1");
     }
+    let mut domains = HashMap::new();
+    for (d, r) in &f.domains {
+        let key = format!("{source}: s2s.domains.{d}");
+        let dn = if d == "*" { d.clone() } else { domain(d).with_context(|| format!("{key}: {d:?} is not a domain (or \"*\")"))? };
+        if r.allow.is_none() && r.inbound.is_none() && r.outbound.is_none() {
+            bail!("{key}: give `allow` (both directions), or `inbound` and/or `outbound`");
+        }
+        let both = r.allow.as_deref().unwrap_or_default();
+        let inbound = kinds(r.inbound.as_deref().unwrap_or(both), &format!("{key}.inbound"))?;
+        let outbound = kinds(r.outbound.as_deref().unwrap_or(both), &format!("{key}.outbound"))?;
+        domains.insert(dn, DomainRules { inbound, outbound });
+    }
+    let allow_users = users(&f.allow_users, &f.groups, own_domain, &format!("{source}: s2s.allow_users"))?;
+    let deny_users = users(&f.deny_users, &f.groups, own_domain, &format!("{source}: s2s.deny_users"))?;
     let config = S2sConfig {
         listen,
         allow,
@@ -136,6 +217,9 @@ pub fn settings(f: &S2sFileConfig, listen: Option<SocketAddr>, own_domain: &str,
         retry_max: secs("retry_max_secs", f.retry_max_secs)?,
         max_links_per_domain: f.max_links_per_domain,
         max_stanzas_per_sec: f.max_stanzas_per_sec,
+        domains,
+        allow_users,
+        deny_users,
     };
     Ok(Some(S2sSettings { config, ca_file: f.ca_file.clone(), public_roots: f.public_roots }))
 }
@@ -284,5 +368,48 @@ mod tests {
             assert!(e.contains(key), "{t}: {e}");
         }
         assert!(toml::from_str::<S2sFileConfig>("colour = 1").is_err());
+    }
+
+    #[test]
+    fn border_rules() {
+        let s = settings(
+            &cfg(concat!(
+                "enabled = true\nallow = [\"b.example\"]\n",
+                "allow_users = [\"Boss@a.example\", \"group:execs\"]\ndeny_users = [\"intern@a.example\"]\n",
+                "[groups]\nexecs = [\"cfo@a.example\"]\n",
+                "[domains.\"B.example\"]\nallow = [\"messages\", \"presence\"]\noutbound = [\"all\"]\n",
+                "[domains.\"*\"]\ninbound = [\"messages\"]\n",
+            )),
+            None,
+            "a.example",
+            "t",
+        )
+        .unwrap()
+        .unwrap();
+        let c = &s.config;
+        let b = &c.domains["b.example"];
+        assert_eq!(b.inbound, [Kind::Messages, Kind::Presence].into_iter().collect());
+        assert_eq!(b.outbound, Kind::ALL.into_iter().collect());
+        assert_eq!(c.domains["*"].inbound, [Kind::Messages].into_iter().collect());
+        assert!(c.domains["*"].outbound.is_empty(), "a direction named by nothing allows nothing");
+        assert!(c.allow_users.contains("boss@a.example") && c.allow_users.contains("cfo@a.example"));
+        assert!(c.deny_users.contains("intern@a.example"));
+    }
+
+    #[test]
+    fn border_rule_errors_name_the_key() {
+        for (t, key) in [
+            ("enabled = true\n[domains.\"b.example\"]\nallow = [\"email\"]", "s2s.domains.b.example.inbound"),
+            ("enabled = true\n[domains.\"b.example\"]\n", "s2s.domains.b.example"),
+            ("enabled = true\n[domains.\"not a domain\"]\nallow = []", "s2s.domains.not a domain"),
+            ("enabled = true\nallow_users = [\"x@other.example\"]", "s2s.allow_users"),
+            ("enabled = true\ndeny_users = [\"a.example\"]", "s2s.deny_users"),
+            ("enabled = true\ndeny_users = [\"group:nobody\"]", "s2s.deny_users"),
+            ("enabled = true\nallow_users = [\"group:g\"]\n[groups]\ng = [\"u@a.example/res\"]", "s2s.groups.g"),
+        ] {
+            let e = settings(&cfg(t), None, "a.example", "t").unwrap_err().to_string();
+            assert!(e.contains(key), "{t}: {e}");
+        }
+        assert!(toml::from_str::<S2sFileConfig>("[domains.x]\ncolour = 1").is_err());
     }
 }

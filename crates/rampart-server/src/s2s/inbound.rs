@@ -176,7 +176,7 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         .map(|j| j.as_str().to_owned())
         .ok_or_else(|| err(Sec::InvalidFrom, "the stream header must name the sending domain in 'from'"))?;
     s2s.update_link(link_id, |l| l.domain = domain.clone()).await;
-    if !s2s.config.allows(&domain) {
+    if !s2s.config.may_link(&domain) {
         tracing::warn!(%peer, %domain, "s2s: refused a peer that is not on the allow-list");
         s2s.security_event(router, &domain, "s2s.allow-list", "inbound federation from a domain not on the allow-list", serde_json::json!({ "peer": peer.to_string() })).await;
         return Err(err(Sec::PolicyViolation, format!("federation with {domain} is not allowed by this server's policy")));
@@ -327,7 +327,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Unpin>(
             && !also.contains(&f)
             && also.len() < 64
             && f.ends_with(&format!(".{domain}"))
-            && s2s.config.allows(&f)
+            && s2s.config.may_link(&f)
             && cert.is_some_and(|c| super::tls::cert_matches_domain(c, &f))
         {
             also.insert(f);

@@ -8,8 +8,11 @@
 //!   the peer's certificate verified for its domain, SASL EXTERNAL, then deliver the
 //!   durable per-domain queue (`S2sStore`), retrying with backoff and bouncing with
 //!   `remote-server-timeout` what waited too long.
-//! - This file: the border policy both ways (allow-list, end-to-end encryption, the guard
-//!   and the archive through the router) and the link table for `rampart s2s status`.
+//! - This file: the border policy both ways (allow-list, barred and exempt accounts, the
+//!   per-domain kind rules decided by [`S2sConfig::check`] on what [`policy::classify`]
+//!   says a stanza is, end-to-end encryption, the guard and the archive through the
+//!   router), the answers to a peer's server-level IQs, and the link table for
+//!   `rampart s2s status`.
 //!
 //! Plaintext federation does not exist: every link is TLS before anything else is said.
 
@@ -32,7 +35,7 @@ use rampart_store::security::SecurityEvent;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-pub use config::{Route, S2sConfig};
+pub use config::{Direction, DomainRules, Kind, LocalParty, Refusal, Route, S2sConfig};
 pub use resolve::{NoSrv, Resolve, Srv};
 pub use tls::S2sTls;
 
@@ -103,7 +106,7 @@ impl S2s {
         match self.store.queue_depths().await {
             Ok(depths) => {
                 for (domain, n) in depths {
-                    if !self.config.allows(&domain) {
+                    if !self.config.may_link(&domain) {
                         // The allow-list changed while they waited: nothing crosses to a
                         // domain that is no longer allowed (they stay queued, visible in
                         // `rampart s2s status`, until the domain is allowed again).
@@ -163,25 +166,34 @@ impl S2s {
     }
 
     /// Send a stanza that needs no durability (errors, presence broadcasts) to a remote
-    /// domain; dropped if the domain is not allowed.
+    /// domain; dropped if no link with the domain may exist.
     pub fn send_volatile(self: &Arc<Self>, el: Element) {
         let Some(domain) = el.attr("to").and_then(|t| Jid::parse(t).ok()).map(|j| j.domain().to_owned()) else { return };
-        if self.config.allows(&domain) {
+        if self.config.may_link(&domain) {
             self.wake(&domain, Some(el));
         }
     }
 
     /// The outbound border: a stanza from a local entity to `to` on another domain.
-    /// Allow-list, end-to-end encryption policy, the guard and the archive, then the
-    /// durable queue (messages, IQs and subscriptions) or the live link (other presence).
+    /// Barred accounts, allow-list (and exempt accounts), the kind rules, end-to-end
+    /// encryption policy, the guard and the archive, then the durable queue (messages,
+    /// IQs and subscriptions) or the live link (other presence).
     pub async fn send(self: &Arc<Self>, router: &Router, to: &Jid, el: Element) {
         let domain = to.domain().to_owned();
         let from = el.attr("from").and_then(|f| Jid::parse(f).ok());
-        if !self.config.allows(&domain) {
-            tracing::warn!(from = ?el.attr("from"), to = %to, "federation refused: domain not on the allow-list");
-            let reason = format!("federation with {domain} is not allowed by this server's policy");
+        let verdict = match &from {
+            Some(f) => {
+                let is_account = f.domain() == router.domain && f.node().is_some();
+                let kind = policy::classify(&el, Direction::Outbound, to, f.domain() != router.domain);
+                self.config.check(Direction::Outbound, LocalParty { bare: f.bare_str(), is_account }, &domain, kind)
+            }
+            None if self.config.allows(&domain) => Ok(()),
+            None => Err(Refusal { rule: "s2s.allow-list", reason: String::new() }),
+        };
+        if let Err(r) = verdict {
+            tracing::warn!(from = ?el.attr("from"), to = %to, rule = r.rule, "federation refused: {}", r.reason);
             if let Some(f) = &from {
-                self.refuse(router, &el, f, to, "s2s.allow-list", &reason).await;
+                self.refuse(router, &el, f, to, r.rule, &r.reason).await;
             }
             return;
         }
@@ -251,7 +263,9 @@ impl S2s {
         let kind_ok = match el.name.as_str() {
             "message" => true,
             "iq" => matches!(el.attr("type"), Some("get" | "set")),
-            "presence" => is_subscription(el),
+            // Subscriptions, and joining a room (XEP-0045 answers a refused join with an
+            // error presence); refused availability broadcasts are dropped silently.
+            "presence" => is_subscription(el) || el.elements().any(|c| c.ns == "http://jabber.org/protocol/muc"),
             _ => false,
         };
         if kind_ok {
@@ -263,6 +277,19 @@ impl S2s {
     /// domain, `to` served here): the end-to-end encryption policy, then the router, whose
     /// message path runs the guard and the archive.
     async fn deliver_inbound(self: &Arc<Self>, router: &Router, from: &Jid, to: &Jid, el: Element) {
+        let to_server = to.node().is_none() && to.domain() == router.domain;
+        let is_account = to.node().is_some() && to.domain() == router.domain;
+        // The server's own harmless IQs (ping, disco#info, version) are not judged by kind.
+        let kind = if to_server { None } else { policy::classify(&el, Direction::Inbound, from, to.domain() != router.domain) };
+        if let Err(r) = self.config.check(Direction::Inbound, LocalParty { bare: to.bare_str(), is_account }, from.domain(), kind) {
+            tracing::warn!(from = %from, to = %to, rule = r.rule, "inbound stanza refused at the border: {}", r.reason);
+            self.refuse(router, &el, from, to, r.rule, &r.reason).await;
+            return;
+        }
+        if to_server && let Some(reply) = server_iq_reply(router, &el) {
+            self.send_volatile(reply);
+            return;
+        }
         if el.name == "message"
             && !self.config.allow_e2ee
             && let Some(kind) = policy::e2ee_payload(&el)
@@ -366,4 +393,51 @@ impl S2s {
             tracing::error!(error = %e, "could not record a security event");
         }
     }
+}
+
+/// The answer to a remote entity's IQ to this server itself, for the harmless server-level
+/// namespaces ([`policy::SERVER_IQS`]: XEP-0199 ping, XEP-0030 disco#info, XEP-0092
+/// version); `None` for anything else (the router refuses it with `service-unavailable`).
+fn server_iq_reply(router: &Router, el: &Element) -> Option<Element> {
+    if el.name != "iq" || !matches!(el.attr("type"), Some("get" | "set")) {
+        return None;
+    }
+    let mut children = el.elements();
+    let (Some(payload), None) = (children.next(), children.next()) else { return None };
+    if !policy::SERVER_IQS.contains(&payload.ns.as_str()) {
+        return None;
+    }
+    let answer: Result<Option<Element>, StanzaError> = if el.attr("type") != Some("get") {
+        Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::NotAllowed))
+    } else if payload.ns == rampart_proto::ns::PING && payload.name == "ping" {
+        Ok(None)
+    } else if payload.ns == rampart_proto::ns::DISCO_INFO && payload.name == "query" {
+        match payload.attr("node") {
+            None => Ok(Some(crate::modules::disco::server_info(router).into())),
+            Some(_) => Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::ItemNotFound)),
+        }
+    } else if payload.ns == rampart_proto::ns::VERSION && payload.name == "query" {
+        Ok(Some(
+            rampart_proto::version::SoftwareVersion { name: "Rampart".into(), version: env!("CARGO_PKG_VERSION").into(), os: None }.into(),
+        ))
+    } else {
+        Err(StanzaError::new(ErrorType::Modify, DefinedCondition::BadRequest))
+    };
+    Some(match answer {
+        Ok(payload) => {
+            let mut r = Element::new("iq", rampart_proto::ns::CLIENT).with_attr("type", "result");
+            if let Some(id) = el.attr("id") {
+                r.set_attr("id", id);
+            }
+            if let Some(f) = el.attr("from") {
+                r.set_attr("to", f);
+            }
+            r.set_attr("from", router.domain.as_str());
+            if let Some(p) = payload {
+                r = r.with_child(p);
+            }
+            r
+        }
+        Err(e) => rampart_proto::error::error_reply(el, &e),
+    })
 }

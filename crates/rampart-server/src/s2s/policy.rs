@@ -1,9 +1,65 @@
-//! Border rules that look at stanzas: end-to-end encrypted payloads, namespace rewriting
-//! between `jabber:server` and `jabber:client`, and the addressing checks for stanzas
-//! arriving from an authenticated peer.
+//! Border rules that look at stanzas: what kind of traffic a stanza is (for the per-domain
+//! rules), end-to-end encrypted payloads, namespace rewriting between `jabber:server` and
+//! `jabber:client`, the addressing checks for stanzas arriving from an authenticated peer,
+//! and the server-level IQs a remote server may ask this domain.
 
 use rampart_proto::{Element, Jid, ns};
 use rampart_xml::Node;
+
+use super::config::{Direction, Kind};
+
+/// Namespaces of group chat payloads (XEP-0045, XEP-0249 direct invitations).
+fn is_room_payload(c: &Element) -> bool {
+    c.ns.starts_with("http://jabber.org/protocol/muc") || c.ns == "jabber:x:conference"
+}
+
+/// Does a message carry a file link: an XEP-0066 out-of-band URL (what upload clients
+/// attach to the link they send), a SIMS media share (XEP-0385, inside an XEP-0372
+/// reference) or a stateless file share (XEP-0447)?
+pub fn carries_file(el: &Element) -> bool {
+    el.elements().any(|c| {
+        c.ns == "jabber:x:oob"
+            || c.ns == "urn:xmpp:sfs:0"
+            || c.ns == "urn:xmpp:sims:1"
+            || (c.ns == "urn:xmpp:reference:0" && c.elements().any(|m| m.ns == "urn:xmpp:sims:1"))
+    })
+}
+
+/// What kind of traffic `el` is for the border rules, or `None` for what is never judged
+/// by kind: errors, and answers to IQ requests (they answer something that crossed the
+/// other way). `local_is_service` says the local party is one of our services (a room on
+/// our group chat service): its traffic is room traffic. `remote` is the remote party.
+pub fn classify(el: &Element, dir: Direction, remote: &Jid, local_is_service: bool) -> Option<Kind> {
+    let ty = el.attr("type");
+    if ty == Some("error") {
+        return None;
+    }
+    let room = local_is_service || el.elements().any(is_room_payload);
+    match el.name.as_str() {
+        "iq" if matches!(ty, Some("get" | "set")) => Some(if room { Kind::Rooms } else { Kind::Iqs }),
+        "iq" => None,
+        "message" if room || ty == Some("groupchat") => Some(Kind::Rooms),
+        "message" if carries_file(el) => Some(Kind::Files),
+        "message" => Some(Kind::Messages),
+        "presence" if room => Some(Kind::Rooms),
+        // Contacts' presence goes to bare JIDs (the peer fans it out); presence directed
+        // from here to a remote full JID is an occupant's presence in a room (changing
+        // status, leaving), which carries no group chat payload.
+        "presence"
+            if dir == Direction::Outbound
+                && remote.is_full()
+                && !matches!(ty, Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" | "probe")) =>
+        {
+            Some(Kind::Rooms)
+        }
+        "presence" => Some(Kind::Presence),
+        _ => None,
+    }
+}
+
+/// IQ namespaces a remote server (or its users) may ask this server itself (`to` = our
+/// domain): harmless, server-level, and answered without a session.
+pub const SERVER_IQS: &[&str] = &[ns::PING, ns::DISCO_INFO, ns::VERSION];
 
 /// Payload namespaces of end-to-end encryption the guard cannot inspect.
 const E2EE: &[(&str, &str)] = &[
@@ -84,6 +140,61 @@ mod tests {
             assert_eq!(e2ee_payload(&m), Some(*kind));
         }
         assert!(e2ee_refusal("OMEMO").contains("OMEMO"));
+    }
+
+    fn jid(s: &str) -> Jid {
+        Jid::parse(s).unwrap()
+    }
+
+    #[test]
+    fn classifies_kinds() {
+        let remote = jid("bob@b.example");
+        let out = Direction::Outbound;
+        assert_eq!(classify(&msg("a@a", "bob@b.example"), out, &remote, false), Some(Kind::Messages));
+        let oob = msg("a@a", "b@b").with_child(Element::new("x", "jabber:x:oob").with_child(Element::new("url", "jabber:x:oob").with_text("https://h/f")));
+        assert_eq!(classify(&oob, out, &remote, false), Some(Kind::Files));
+        let sims = msg("a@a", "b@b").with_child(
+            Element::new("reference", "urn:xmpp:reference:0").with_child(Element::new("media-sharing", "urn:xmpp:sims:1")),
+        );
+        assert_eq!(classify(&sims, out, &remote, false), Some(Kind::Files));
+        let sfs = msg("a@a", "b@b").with_child(Element::new("file-sharing", "urn:xmpp:sfs:0"));
+        assert_eq!(classify(&sfs, out, &remote, false), Some(Kind::Files));
+        let gc = msg("a@a", "r@conf.b").with_attr("type", "groupchat");
+        assert_eq!(classify(&gc, out, &remote, false), Some(Kind::Rooms));
+        let invite = msg("r@conf.a", "b@b").with_child(Element::new("x", "http://jabber.org/protocol/muc#user"));
+        assert_eq!(classify(&invite, out, &remote, false), Some(Kind::Rooms));
+        // Anything a room of ours sends or receives is room traffic.
+        assert_eq!(classify(&msg("r@conf.a/nick", "b@b"), out, &remote, true), Some(Kind::Rooms));
+        let err = msg("a@a", "b@b").with_attr("type", "error");
+        assert_eq!(classify(&err, out, &remote, false), None);
+    }
+
+    #[test]
+    fn classifies_presence_and_iqs() {
+        let out = Direction::Outbound;
+        let pres = |ty: Option<&str>| {
+            let p = Element::new("presence", ns::CLIENT);
+            match ty {
+                Some(t) => p.with_attr("type", t),
+                None => p,
+            }
+        };
+        let bare = jid("bob@b.example");
+        let full = jid("room@conf.b.example/nick");
+        assert_eq!(classify(&pres(None), out, &bare, false), Some(Kind::Presence));
+        assert_eq!(classify(&pres(Some("subscribe")), out, &bare, false), Some(Kind::Presence));
+        assert_eq!(classify(&pres(Some("subscribe")), out, &full, false), Some(Kind::Presence));
+        let join = pres(None).with_child(Element::new("x", "http://jabber.org/protocol/muc"));
+        assert_eq!(classify(&join, out, &full, false), Some(Kind::Rooms));
+        // Leaving a remote room: directed unavailable presence to the occupant JID.
+        assert_eq!(classify(&pres(Some("unavailable")), out, &full, false), Some(Kind::Rooms));
+        // Inbound presence from a contact's resource is presence.
+        assert_eq!(classify(&pres(None), Direction::Inbound, &jid("bob@b.example/pc"), false), Some(Kind::Presence));
+        let iq = |ty: &str| Element::new("iq", ns::CLIENT).with_attr("type", ty).with_child(Element::new("query", ns::VERSION));
+        assert_eq!(classify(&iq("get"), out, &bare, false), Some(Kind::Iqs));
+        assert_eq!(classify(&iq("set"), out, &bare, true), Some(Kind::Rooms));
+        assert_eq!(classify(&iq("result"), out, &bare, false), None);
+        assert_eq!(classify(&iq("error"), out, &bare, false), None);
     }
 
     #[test]
