@@ -55,7 +55,8 @@ pub type DeliveryTx = tokio::sync::mpsc::UnboundedSender<Box<Delivery>>;
 /// is empty, so nothing accepted is left undelivered.
 pub async fn delivery_task(router: Arc<Router>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Box<Delivery>>) {
     while let Some(d) = rx.recv().await {
-        router.deliver_committed(*d).await;
+        // Boxed: the delivery future is large; idle sessions keep only this loop.
+        Box::pin(router.deliver_committed(*d)).await;
     }
 }
 

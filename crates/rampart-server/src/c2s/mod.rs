@@ -65,8 +65,21 @@ pub fn parse_stored(xml: &str) -> Option<Element> {
 }
 
 /// Serve one accepted TCP connection until it closes.
+///
+/// The connection's task only awaits two boxed futures in turn, the handshake and the
+/// session: each is allocated at its own size and the handshake's is freed before the
+/// session starts, so an idle connection holds no handshake state (idle memory).
 pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool, _slot: ConnSlot) {
     let _ = tcp.set_nodelay(true);
+    let Some((conn, ctx, rx, sm)) = Box::pin(establish(&shared, tcp, peer, direct_tls)).await else { return };
+    Box::pin(session_loop(shared.clone(), conn, ctx, rx, sm, peer)).await;
+}
+
+/// The session being started: the stream, the bound session, its queue, resumed SM state.
+type Established = (XmlConn<TlsStream<TcpStream>>, SessionCtx, mpsc::UnboundedReceiver<Outbound>, Option<sm::SmState>);
+
+/// STARTTLS (or direct TLS), TLS, SASL and bind (or resume): `None` if the connection ended.
+async fn establish(shared: &Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) -> Option<Established> {
     let limits = &shared.router.config.limits;
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
     let domain = shared.router.domain.clone();
@@ -84,18 +97,18 @@ pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, dir
                 Ok(tcp) => tcp,
                 Err(e) => {
                     tracing::info!(%peer, error = %e, "data after STARTTLS request");
-                    return;
+                    return None;
                 }
             },
             Ok(Err(e)) => {
                 log_end(peer, &e);
                 conn.close(e.to_stream_error()).await;
-                return;
+                return None;
             }
             Err(_) => {
                 tracing::info!(%peer, "handshake timeout before TLS");
                 conn.close(Some(stream_err(Sec::ConnectionTimeout, None))).await;
-                return;
+                return None;
             }
         }
     };
@@ -107,11 +120,11 @@ pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, dir
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "TLS handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::info!(%peer, "TLS handshake timeout");
-            return;
+            return None;
         }
     };
     let channel_binding = tls_exporter(&tls);
@@ -128,12 +141,12 @@ pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, dir
         Ok(Err(e)) => {
             log_end(peer, &e);
             conn.close(e.to_stream_error()).await;
-            return;
+            return None;
         }
         Err(_) => {
             tracing::info!(%peer, "handshake timeout");
             conn.close(Some(stream_err(Sec::ConnectionTimeout, None))).await;
-            return;
+            return None;
         }
     };
     let (ctx, rx, sm) = match bound {
@@ -147,7 +160,7 @@ pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, dir
             (h.ctx, h.rx, Some(h.sm))
         }
     };
-    Box::pin(session_loop(shared.clone(), conn, ctx, rx, sm, peer)).await;
+    Some((conn, ctx, rx, sm))
 }
 
 /// Peek at the first byte: is it a TLS handshake record?
@@ -555,7 +568,9 @@ async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
                         break 'run End::Close(Some(stream_err(Sec::UnsupportedStanzaType, None)));
                     }
                     let counted = sm::is_stanza(&el);
-                    if let Err(e) = router.handle_client_stanza(&mut ctx, el).await {
+                    // Boxed: the routing future is large and only lives while a stanza is
+                    // handled, so it is not kept in every idle session's task.
+                    if let Err(e) = Box::pin(router.handle_client_stanza(&mut ctx, el)).await {
                         break 'run End::Close(Some(e));
                     }
                     if counted && let Some(s) = sm.as_mut() {
