@@ -13,7 +13,7 @@ What a user and an operator see:
   naming the rule, in both directions (the remote sender gets the stanza error back), a
   security event, and for messages an archive record with the verdict `blocked`;
 * a room join towards a partner where rooms may not go out is answered with an error
-  presence;
+  presence; the partner's users may still take part in alpha's rooms (inbound rooms);
 * an exempt account talks with a domain not on the allow-list, both ways; others get
   `policy-violation`, and so does the remote sender writing to them;
 * a barred account cannot federate in either direction;
@@ -60,7 +60,8 @@ def fed():
                             "outbound": ["messages", "presence", "files", "iqs"]},
         },
     }
-    alpha = s2s_server(WORK / "alpha", ca, "alpha.test", ["beta.test"], extra=policy)
+    alpha = s2s_server(WORK / "alpha", ca, "alpha.test", ["beta.test"], extra=policy,
+                       extra_toml="[muc]\nallow_external = true\n")
     beta = s2s_server(WORK / "beta", ca, "beta.test", ["alpha.test"], guard={"enabled": False})
     gamma = s2s_server(WORK / "gamma", ca, "gamma.test", ["alpha.test"], guard={"enabled": False})
     for s, peers in ((alpha, (beta, gamma)), (beta, (alpha,)), (gamma, (alpha,))):
@@ -193,8 +194,43 @@ async def test_room_join_outbound_refused(fed):
         err = await ca.wait_presence(lambda p: p["type"] == "error" and p["from"].bare == room, timeout=30,
                                      what="the error presence for the join")
         assert stanza_error(err)[0] == "policy-violation"
-        assert "rooms to conference.beta.test" in stanza_error_text(err)
+        assert "rooms on conference.beta.test" in stanza_error_text(err)
     assert wait_for(lambda: [e for e in events_list(alpha) if e["rule"] == "s2s.rules" and e["account"] == a.jid])
+
+
+async def test_partner_users_in_our_rooms(fed):
+    """Rooms inbound from beta: bob@beta.test joins a room on conference.alpha.test and
+    talks with alice, although alpha's own users may not join beta's rooms."""
+    alpha, beta, *_ = fed
+    a, b = alpha.add_user("host"), beta.add_user("visitor")
+    room = f"pol-{secrets.token_hex(3)}@conference.alpha.test"
+    ca, cb = make_client(alpha, a, "pc"), make_client(beta, b, "pc")
+    for c in (ca, cb):
+        for p in ("xep_0004", "xep_0030", "xep_0045"):
+            c.register_plugin(p)
+    await ca.login()
+    await cb.login()
+    try:
+        await ca.go_online()
+        await cb.go_online()
+        await ca.plugin["xep_0045"].join_muc_wait(room, "alice", maxstanzas=0, timeout=20)
+        form = ca.plugin["xep_0004"].make_form(ftype="submit")
+        form.add_field(var="FORM_TYPE", ftype="hidden", value="http://jabber.org/protocol/muc#roomconfig")
+        await ca.plugin["xep_0045"].set_room_config(room, form)
+        await cb.plugin["xep_0045"].join_muc_wait(room, "bob", maxstanzas=0, timeout=45)
+        tag = secrets.token_hex(4)
+        cb.make_message(mto=room, mbody=f"hello room {tag}", mtype="groupchat").send()
+        got = await ca.wait_message(lambda m: m["type"] == "groupchat" and m["body"] == f"hello room {tag}",
+                                    timeout=45, what="bob's groupchat message on alpha")
+        assert got["from"].resource == "bob"
+        ca.make_message(mto=room, mbody=f"welcome {tag}", mtype="groupchat").send()
+        await cb.wait_message(lambda m: m["type"] == "groupchat" and m["body"] == f"welcome {tag}",
+                              timeout=45, what="alice's groupchat message on beta")
+    finally:
+        await ca.logout()
+        await cb.logout()
+        ca.kill()
+        cb.kill()
 
 
 async def test_exempt_account_reaches_unlisted_domain(fed):

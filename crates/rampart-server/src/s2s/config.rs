@@ -78,7 +78,9 @@ pub enum Kind {
     Messages,
     /// Presence subscriptions and availability between contacts.
     Presence,
-    /// Group chat: joining and talking in rooms on either side (and invitations).
+    /// Group chat (and invitations). Its direction is where the room is, not which way a
+    /// stanza goes: `outbound` is our accounts in the remote domain's rooms, `inbound` the
+    /// remote domain's users in our rooms (both need stanzas flowing both ways).
     Rooms,
     /// Messages carrying a file link (XEP-0066 out-of-band URL, SIMS, SFS).
     Files,
@@ -235,6 +237,12 @@ impl S2sConfig {
             });
         }
         let Some(kind) = kind else { return Ok(()) };
+        let dir = match kind {
+            // Room traffic of an account is in a remote room; of our service, in ours.
+            Kind::Rooms if local.is_account => Direction::Outbound,
+            Kind::Rooms => Direction::Inbound,
+            _ => dir,
+        };
         let (key, Some(rules)) = self.rules_for(&remote_domain) else { return Ok(()) };
         let allowed = rules.kinds(dir);
         if allowed.contains(&kind) {
@@ -245,14 +253,16 @@ impl S2sConfig {
         if names.is_empty() {
             names.push("nothing");
         }
-        let way = match dir {
-            Direction::Inbound => "from",
-            Direction::Outbound => "to",
+        let what = match (kind, dir) {
+            (Kind::Rooms, Direction::Outbound) => format!("rooms on {remote_domain}"),
+            (Kind::Rooms, Direction::Inbound) => format!("rooms here for users of {remote_domain}"),
+            (_, Direction::Inbound) => format!("{kind} from {remote_domain}"),
+            (_, Direction::Outbound) => format!("{kind} to {remote_domain}"),
         };
         Err(Refusal {
             rule: "s2s.rules",
             reason: format!(
-                "{kind} {way} {remote_domain} may not cross the border: rule [s2s.domains.\"{key}\"] allows {} {}",
+                "{what} may not cross the border: rule [s2s.domains.\"{key}\"] allows {} {}",
                 match dir {
                     Direction::Inbound => "inbound",
                     Direction::Outbound => "outbound",
@@ -364,7 +374,19 @@ mod tests {
         assert!(e.reason.contains("[s2s.domains.\"partner.example\"] allows inbound messages"), "{}", e.reason);
         // A subdomain (the partner's group chat service) follows its parent's rules.
         let e = c.check(Direction::Outbound, us, "conference.partner.example", Some(Kind::Rooms)).unwrap_err();
-        assert!(e.reason.contains("rooms to conference.partner.example"), "{}", e.reason);
+        assert!(e.reason.contains("rooms on conference.partner.example"), "{}", e.reason);
+        // ... and the partner's answers from its room are judged the same way (outbound).
+        assert!(c.check(Direction::Inbound, us, "conference.partner.example", Some(Kind::Rooms)).is_err());
+        // Rooms direction is where the room is: partner users in our rooms is `inbound`.
+        c.domains.insert("partner.example".into(), rules(&[Kind::Rooms], &[]));
+        let room = LocalParty { bare: "room@conference.us", is_account: false };
+        assert!(c.check(Direction::Inbound, room, "partner.example", Some(Kind::Rooms)).is_ok());
+        assert!(c.check(Direction::Outbound, room, "partner.example", Some(Kind::Rooms)).is_ok());
+        let e = c.check(Direction::Inbound, us, "conference.partner.example", Some(Kind::Rooms)).unwrap_err();
+        assert!(e.reason.contains("allows outbound nothing"), "{}", e.reason);
+        c.domains.insert("partner.example".into(), rules(&[], &[Kind::Messages]));
+        let e = c.check(Direction::Outbound, room, "partner.example", Some(Kind::Rooms)).unwrap_err();
+        assert!(e.reason.contains("rooms here for users of partner.example"), "{}", e.reason);
         // Other domains get the `*` default: nothing.
         let e = c.check(Direction::Outbound, us, "other.example", Some(Kind::Messages)).unwrap_err();
         assert!(e.reason.contains("[s2s.domains.\"*\"] allows outbound nothing"), "{}", e.reason);
