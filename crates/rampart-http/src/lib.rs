@@ -8,6 +8,8 @@
 //! - [`routes::app`] is the axum application; [`listener::serve`] runs it over TLS with
 //!   per-IP connection limits and deadlines.
 //! - [`sniff`] tells what a file really is; [`sign`] makes the HMAC-signed, expiring URLs.
+//! - [`websocket`] is the RFC 7395 endpoint and XEP-0156 discovery; the XMPP session behind
+//!   it is a [`websocket::WebSocketHandler`] the binary supplies.
 //!
 //! This crate depends on the store, guard and archive crates, never on `rampart-server`:
 //! the binary wires the XMPP slot-request component to [`service::Uploads`].
@@ -17,11 +19,15 @@ pub mod routes;
 pub mod service;
 pub mod sign;
 pub mod sniff;
+pub mod websocket;
 
 pub use listener::{HttpLimits, http_tls, serve};
 pub use routes::app;
 pub use service::{Refusal, Slot, SlotError, SlotRequest, UploadSettings, Uploads};
 pub use sniff::Category;
+pub use websocket::{WebSocketHandler, WsIncoming, WsSessionFuture, websocket_app, websocket_routes};
+/// The HTTP application type, for the binary to combine routes.
+pub use axum::Router as HttpRouter;
 
 #[cfg(test)]
 mod tests;

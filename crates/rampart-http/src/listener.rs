@@ -111,12 +111,20 @@ async fn connection(tcp: tokio::net::TcpStream, peer: SocketAddr, acceptor: TlsA
             return;
         }
     };
+    // Handlers that need the client's address (the WebSocket endpoint) find it here.
+    let app = tower::ServiceExt::map_request(app, move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        req
+    });
     let service = TowerToHyperService::new(app);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(tls), service);
+        .serve_connection(TokioIo::new(tls), service)
+        // RFC 7395: the WebSocket endpoint upgrades the connection; the upgraded stream
+        // leaves this lifetime bound (the XMPP session has its own limits).
+        .with_upgrades();
     match tokio::time::timeout(limits.connection_lifetime, conn).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTP connection ended with an error"),

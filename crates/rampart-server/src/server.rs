@@ -114,6 +114,12 @@ impl BoundServer {
         &self.shared.router
     }
 
+    /// Where XMPP-over-WebSocket sessions (RFC 7395) enter; they share the c2s
+    /// per-address connection count.
+    pub fn websocket(&self) -> c2s::websocket::WebSocketEntry {
+        c2s::websocket::WebSocketEntry { shared: self.shared.clone(), counter: self.counter.clone() }
+    }
+
     /// Accept connections until `shutdown` resolves.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let mut tasks = tokio::task::JoinSet::new();

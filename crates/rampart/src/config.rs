@@ -38,6 +38,9 @@ pub struct FileConfig {
     /// Federation (server-to-server) on the `listen.s2s` listener.
     #[serde(default)]
     pub s2s: crate::federation::S2sFileConfig,
+    /// XMPP over WebSocket (RFC 7395) on the `listen.http` listener.
+    #[serde(default)]
+    pub websocket: crate::websocket::WebSocketConfig,
 }
 
 /// `[muc]`: the group chat service and the administrator's policy for it.
@@ -221,6 +224,8 @@ pub struct Config {
     pub http: Option<SocketAddr>,
     /// The upload service (`None` without `listen.http` or with `[upload] enabled = false`).
     pub upload: Option<crate::upload::UploadSetup>,
+    /// XMPP over WebSocket (`None` without `listen.http` or with `[websocket] enabled = false`).
+    pub websocket: Option<crate::websocket::WebSocketSetup>,
     /// Federation (`None` unless `[s2s] enabled = true`).
     pub s2s: Option<crate::federation::S2sSettings>,
     /// Where it came from, for messages.
@@ -314,6 +319,7 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
     // The HTTPS listener (file uploads); only with an explicit [listen] http = "IP:PORT".
     let http = file.listen.as_ref().and_then(|l| l.http.as_deref()).map(|v| addr("http", v)).transpose()?;
     let upload = crate::upload::settings(&file.upload, &domain, http, &guard.config, source)?;
+    let websocket = crate::websocket::settings(&file.websocket, &domain, http, source)?;
     let s2s_listen = file.listen.as_ref().and_then(|l| l.s2s.as_deref()).map(|v| addr("s2s", v)).transpose()?;
     let s2s = crate::federation::settings(&file.s2s, s2s_listen, &domain, source)?;
     if file.archive.checkpoint_every_records == 0 || file.archive.checkpoint_interval_secs == 0 || file.archive.segment_max_records == 0 {
@@ -324,6 +330,7 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
         archive: file.archive,
         muc: muc_settings(&file.muc, &domain, source)?,
         upload,
+        websocket,
         http,
         s2s,
         domain,

@@ -6,6 +6,7 @@ mod config;
 mod federation;
 mod setup;
 mod upload;
+mod websocket;
 
 use std::io::Read;
 use std::path::PathBuf;

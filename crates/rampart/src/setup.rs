@@ -236,8 +236,8 @@ pub async fn serve(cfg: Config) -> Result<()> {
             Some((u, up))
         }
         None => {
-            if cfg.http.is_some() {
-                tracing::warn!("listen.http is set but [upload] enabled = false: nothing is served over HTTPS");
+            if cfg.http.is_some() && cfg.websocket.is_none() {
+                tracing::warn!("listen.http is set but [upload] and [websocket] are off: nothing is served over HTTPS");
             }
             None
         }
@@ -247,8 +247,15 @@ pub async fn serve(cfg: Config) -> Result<()> {
         server = server.with_s2s(crate::federation::build(s, store, &cert, &key)?);
     }
     let bound = server.bind().await?;
-    if let Some((u, up)) = uploads {
-        crate::upload::start(u, up, &c2s_tls).await?;
+    // XMPP over WebSocket (RFC 7395) shares the HTTPS listener with uploads.
+    let ws = cfg.websocket.as_ref().map(|w| (w, bound.websocket()));
+    match (uploads, ws, cfg.http) {
+        (Some((u, up)), ws, _) => {
+            let extra = ws.map(|(w, entry)| crate::websocket::routes(w, entry));
+            crate::upload::start(u, up, extra, &c2s_tls).await?;
+        }
+        (None, Some((w, entry)), Some(http)) => crate::websocket::start_alone(w, http, entry, &c2s_tls).await?,
+        _ => {}
     }
     if let Some(guard) = guard {
         tokio::spawn(reload_blocklists_on_sighup(guard, cfg.guard.blocklists.clone()));

@@ -159,12 +159,16 @@ pub fn build(
     Ok(up)
 }
 
-/// Bind the HTTPS listener and start serving uploads, plus the retention task.
-pub async fn start(setup: &UploadSetup, up: Arc<Uploads>, c2s_tls: &rustls::ServerConfig) -> Result<()> {
+/// Bind the HTTPS listener and start serving uploads (plus `extra` routes: the WebSocket
+/// endpoint), and the retention task.
+pub async fn start(setup: &UploadSetup, up: Arc<Uploads>, extra: Option<rampart_http::HttpRouter>, c2s_tls: &rustls::ServerConfig) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(setup.http)
         .await
         .with_context(|| format!("cannot listen on {} (listen.http)", setup.http))?;
-    let app = rampart_http::app(up.clone(), setup.request_timeout);
+    let mut app = rampart_http::app(up.clone(), setup.request_timeout);
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
     tokio::spawn(rampart_http::serve(listener, rampart_http::http_tls(c2s_tls), app, setup.limits.clone()));
     tokio::spawn(retention_task(up));
     Ok(())

@@ -6,6 +6,7 @@
 
 mod conn;
 pub mod sm;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
