@@ -296,3 +296,41 @@ async def test_server_level_iqs_answered(fed):
         assert r["type"] == "error", r
         r = await cb.iq("get", "<query xmlns='jabber:iq:last'/>", to="alpha.test", timeout=30)
         assert r["type"] == "error" and stanza_error(r)[0] == "service-unavailable", r
+
+
+async def test_queued_stanzas_judged_again_after_a_policy_change():
+    """A message waits in x.test's queue while y.test is down; x restarts with its sender
+    barred from federating: when y is back, the message is refused (security event), not
+    delivered."""
+    work = WORK / f"requeue-{secrets.token_hex(3)}"
+    ca = CertAuthority(work / "ca")
+    x = s2s_server(work / "x", ca, "x.test", ["y.test"])
+    y = s2s_server(work / "y", ca, "y.test", ["x.test"], guard={"enabled": False})
+    route_to(x, y)
+    route_to(y, x)
+    x.start()
+    try:
+        u, v = x.add_user("waiting"), User(f"v{secrets.token_hex(3)}", "unused", "y.test")
+        t = secrets.token_hex(4)
+        async with online(x, u) as cu:
+            cu.send_msg(v.jid, f"queued {t}")
+            await cu.sync()
+
+        def queued():
+            r = x.cli("s2s", "status", "--json")
+            return r.returncode == 0 and '"queued":1' in r.stdout.replace(" ", "")
+        wait_for(queued, what="the message queued for y.test")
+        x.stop()
+        x.s2s["deny_users"] = [u.jid]
+        x.write_config()
+        x.start()
+        y.start()
+        ev = wait_for(lambda: [e for e in events_list(x) if e["rule"] == "s2s.deny-user" and e["account"] == u.jid],
+                      timeout=60, what="the queued message refused after the restart")
+        assert u.jid in ev[0]["reason"]
+        wait_for(lambda: '"queued":0' in x.cli("s2s", "status", "--json").stdout.replace(" ", "")
+                 or not x.cli("s2s", "status", "--json").stdout.strip(), what="the queue emptied")
+        assert not [r for r in archive_search(y, t)], "the refused message reached y.test"
+    finally:
+        x.stop()
+        y.stop()

@@ -181,16 +181,7 @@ impl S2s {
     pub async fn send(self: &Arc<Self>, router: &Router, to: &Jid, el: Element) {
         let domain = to.domain().to_owned();
         let from = el.attr("from").and_then(|f| Jid::parse(f).ok());
-        let verdict = match &from {
-            Some(f) => {
-                let is_account = f.domain() == router.domain && f.node().is_some();
-                let kind = policy::classify(&el, Direction::Outbound, to, f.domain() != router.domain);
-                self.config.check(Direction::Outbound, LocalParty { bare: f.bare_str(), is_account }, &domain, kind)
-            }
-            None if self.config.allows(&domain) => Ok(()),
-            None => Err(Refusal { rule: "s2s.allow-list", reason: String::new() }),
-        };
-        if let Err(r) = verdict {
+        if let Err(r) = self.outbound_verdict(router, to, &el) {
             tracing::warn!(from = ?el.attr("from"), to = %to, rule = r.rule, "federation refused: {}", r.reason);
             if let Some(f) = &from {
                 self.refuse(router, &el, f, to, r.rule, &r.reason).await;
@@ -239,6 +230,19 @@ impl S2s {
                 router.bounce(&el, StanzaError::new(ErrorType::Wait, DefinedCondition::InternalServerError)
                     .with_text("not sent: the federation queue is unavailable"));
             }
+        }
+    }
+
+    /// The border decision for a stanza from here to `to` (on another domain).
+    pub(crate) fn outbound_verdict(&self, router: &Router, to: &Jid, el: &Element) -> Result<(), Refusal> {
+        match el.attr("from").and_then(|f| Jid::parse(f).ok()) {
+            Some(f) => {
+                let is_account = f.domain() == router.domain && f.node().is_some();
+                let kind = policy::classify(el, Direction::Outbound, to, f.domain() != router.domain);
+                self.config.check(Direction::Outbound, LocalParty { bare: f.bare_str(), is_account }, to.domain(), kind)
+            }
+            None if self.config.allows(to.domain()) => Ok(()),
+            None => Err(Refusal { rule: "s2s.allow-list", reason: format!("federation with {} is not allowed by this server's policy", to.domain()) }),
         }
     }
 

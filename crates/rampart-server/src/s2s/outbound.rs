@@ -337,7 +337,24 @@ async fn serve(
             let seqs: Vec<i64> = batch.iter().map(|q| q.seq).collect();
             for q in &batch {
                 match parse_stored(&q.stanza) {
-                    Some(el) => conn.queue(&el),
+                    // The policy may have changed while it waited (a restart with new
+                    // rules): judged again, refused ones go back to their sender.
+                    Some(el) => {
+                        let to = el.attr("to").and_then(|t| Jid::parse(t).ok());
+                        let from = el.attr("from").and_then(|f| Jid::parse(f).ok());
+                        match (to, from) {
+                            (Some(to), from) => match s2s.outbound_verdict(router, &to, &el) {
+                                Ok(()) => conn.queue(&el),
+                                Err(r) => {
+                                    tracing::warn!(seq = q.seq, rule = r.rule, "queued stanza held back by the border policy: {}", r.reason);
+                                    if let Some(from) = from {
+                                        s2s.refuse(router, &el, &from, &to, r.rule, &r.reason).await;
+                                    }
+                                }
+                            },
+                            (None, _) => tracing::error!(seq = q.seq, "queued stanza without a valid `to` dropped"),
+                        }
+                    }
                     None => tracing::error!(seq = q.seq, "unreadable stanza in the s2s queue dropped"),
                 }
             }
