@@ -126,6 +126,24 @@ fn main() {
         let recipients: Vec<Jid> = (0..1000)
             .map(|i| Jid::parse(&format!("peer{i}@corp.example")).expect("jid"))
             .collect();
+        // What rampart-load sends: every body unique (run id, sequence number, timestamp),
+        // 20 fixed sender/receiver pairs.
+        for (name, g) in [
+            ("load-generator bodies, 20 pairs (no YARA)", &plain),
+            ("load-generator bodies, 20 pairs, with YARA", &with_yara),
+        ] {
+            let start = mark();
+            for i in 0..n {
+                let p = (i % 20) as usize;
+                let body = format!("rl1 1a2b3c4d {i} {} xxxxxxxxxxxx", 1_764_180_000_000_000_000u64 + u64::from(i) * 7919);
+                let v = g
+                    .inspect_at(&senders[p], &recipients[p], None, &msg(&body), 1_800_000_000_000 + i64::from(i))
+                    .await
+                    .expect("inspect");
+                black_box(v);
+            }
+            report(name, n, start);
+        }
         for (name, g) in [
             ("unique 12-word texts, 1000x1000 accounts (no YARA)", &plain),
             ("unique 12-word texts, with YARA", &with_yara),

@@ -657,7 +657,13 @@ impl Guard {
         let delivered = hit.as_ref().is_none_or(|h| h.action == Action::Log);
         let detection = {
             let mut ob = lock(&self.outbreak);
-            let text_key = text_fp.map(|f| outbreak::text_key(ob.cluster_text(f.simhash)));
+            let (text_key, text_fresh) = match text_fp {
+                Some(f) => {
+                    let (canonical, fresh) = ob.cluster_text_fresh(f.simhash);
+                    (Some(outbreak::text_key(canonical)), fresh)
+                }
+                None => (None, false),
+            };
             ob.observe(&Observation {
                 from: from_bare,
                 to: to_bare,
@@ -665,6 +671,7 @@ impl Guard {
                 at_ms,
                 keys: &keys,
                 text: text_key.as_ref(),
+                text_fresh,
                 machine_like,
                 has_content: true,
                 delivered,

@@ -129,6 +129,10 @@ pub struct Observation<'a> {
     /// Text fingerprint key (already clustered with [`Outbreak::cluster_text`]), if the text
     /// has enough content.
     pub text: Option<&'a PayloadKey>,
+    /// The text's cluster was first seen with this message ([`Outbreak::cluster_text_fresh`]):
+    /// the epidemic rule then only notes who sent it to whom, and keeps per-text state from
+    /// the second sighting on (most texts are seen once).
+    pub text_fresh: bool,
     /// The text looks machine-made (bot commands, long tokens, links): for room_bots.
     pub machine_like: bool,
     /// The message had any content (body, link, file): counts as "received" for auto_reply.
@@ -307,9 +311,25 @@ pub struct Outbreak {
     auto: GenMap<ScopedKey, (Vec<ChainLink>, Window, Option<i64>)>,
     spread: GenMap<(KeyKind, u64), Spread>,
     rooms: GenMap<ScopedKey, Flagged>,
-    /// LSH buckets of recent text fingerprints: (band, band value) → canonical simhash.
-    bands: GenMap<(u8, u16), u64>,
+    /// LSH buckets of recent text fingerprints, indexed directly by (band, band value):
+    /// the canonical simhash of the latest text with that band value (0: empty). Fixed
+    /// 4 × 65 536 slots (2 MiB): no hashing and no allocation per message; older texts
+    /// are overwritten by newer ones sharing a band value.
+    bands: Box<[u64]>,
+    /// First sighting of recent text clusters, direct-mapped by the canonical simhash.
+    firsts: Box<[Option<FirstSend>]>,
 }
+
+/// Who first sent a text cluster to whom, and when.
+struct FirstSend {
+    canonical: u64,
+    from: Arc<str>,
+    to: Arc<str>,
+    at: i64,
+}
+
+/// Slots of [`Outbreak::firsts`] (a power of two).
+const FIRST_SLOTS: usize = 1 << 15;
 
 impl Outbreak {
     pub fn new(p: Params) -> Self {
@@ -322,18 +342,15 @@ impl Outbreak {
             auto: GenMap::new(cap),
             spread: GenMap::new(cap),
             rooms: GenMap::new(cap),
-            bands: GenMap::new(cap),
+            bands: vec![0u64; 4 << 16].into_boxed_slice(),
+            firsts: (0..FIRST_SLOTS).map(|_| None).collect(),
         }
     }
 
-    /// Entries tracked over all maps (for tests and metrics).
+    /// Entries tracked over the growing maps (for tests and metrics); the text tables
+    /// (`bands`, `firsts`) have a fixed size.
     pub fn tracked(&self) -> usize {
-        self.received.len()
-            + self.blast.len()
-            + self.auto.len()
-            + self.spread.len()
-            + self.rooms.len()
-            + self.bands.len()
+        self.received.len() + self.blast.len() + self.auto.len() + self.spread.len() + self.rooms.len()
     }
 
     fn intern(&mut self, s: &str) -> Arc<str> {
@@ -352,18 +369,34 @@ impl Outbreak {
     /// most [`TEXT_MAX_DISTANCE`] bits away, or itself (then remembered). Four 16-bit bands:
     /// two fingerprints within 3 bits share at least one band exactly.
     pub fn cluster_text(&mut self, simhash: u64) -> u64 {
-        let bands = |h: u64| (0u8..4).map(move |i| (i, (h >> (16 * u32::from(i))) as u16));
-        for b in bands(simhash) {
-            if let Some(&mut c) = self.bands.get(&b)
-                && hamming(c, simhash) <= TEXT_MAX_DISTANCE
-            {
-                return c;
+        self.cluster_text_fresh(simhash).0
+    }
+
+    /// [`Outbreak::cluster_text`], and whether this is the cluster's first sighting.
+    pub fn cluster_text_fresh(&mut self, simhash: u64) -> (u64, bool) {
+        let slot = |i: usize| (i << 16) | ((simhash >> (16 * i)) & 0xffff) as usize;
+        for i in 0..4 {
+            let c = self.bands[slot(i)];
+            if c != 0 && hamming(c, simhash) <= TEXT_MAX_DISTANCE {
+                return (c, false);
             }
         }
-        for b in bands(simhash) {
-            *self.bands.get_or_insert_with(&b, || simhash) = simhash;
+        for i in 0..4 {
+            self.bands[slot(i)] = simhash;
         }
-        simhash
+        (simhash, true)
+    }
+
+    /// A text cluster seen before: give the epidemic rule the first send, noted when the
+    /// cluster was fresh, if it has no state for the text yet.
+    fn seed_spread(&mut self, key: &PayloadKey, now: i64) {
+        let i = (key.hash as usize) & (FIRST_SLOTS - 1);
+        let Some(f) = &self.firsts[i] else { return };
+        if f.canonical != key.hash || now - f.at > self.p.epidemic.window_ms || self.spread.get(&key.id()).is_some() {
+            return;
+        }
+        let first = (f.from.clone(), f.to.clone(), f.at);
+        self.spread.get_or_insert_with(&key.id(), Spread::default).sends.push(first);
     }
 
     /// Record a message and return the first rule it fires, if any.
@@ -417,10 +450,25 @@ impl Outbreak {
         // Epidemic: every key is tracked (so later relays can be recognized), even when
         // another rule already fired.
         if self.p.epidemic.enabled {
-            for key in o.keys.iter().chain(o.text) {
+            for key in o.keys {
                 let delivered = o.delivered && passes(&hit);
                 if let Some(d) = self.epidemic(&from, &to, key, now, delivered) {
                     hit.get_or_insert(d);
+                }
+            }
+            if let Some(key) = o.text {
+                let delivered = o.delivered && passes(&hit);
+                if o.text_fresh {
+                    // First sighting: note the send; no per-text state yet.
+                    if delivered {
+                        let i = (key.hash as usize) & (FIRST_SLOTS - 1);
+                        self.firsts[i] = Some(FirstSend { canonical: key.hash, from: from.clone(), to: to.clone(), at: now });
+                    }
+                } else {
+                    self.seed_spread(key, now);
+                    if let Some(d) = self.epidemic(&from, &to, key, now, delivered) {
+                        hit.get_or_insert(d);
+                    }
                 }
             }
         }

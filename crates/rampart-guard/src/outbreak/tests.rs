@@ -36,6 +36,7 @@ fn obs<'a>(from: &'a str, to: &'a str, keys: &'a [PayloadKey], at_ms: i64) -> Ob
         at_ms,
         keys,
         text: None,
+        text_fresh: false,
         machine_like: false,
         has_content: true,
         delivered: true,
@@ -103,4 +104,40 @@ fn blocked_messages_do_not_infect_recipients() {
         o.observe(&obs("c", "d", &k, 20)).is_none(),
         "b never received it: only c is a relay"
     );
+}
+
+/// A text chain letter: the first sighting keeps no per-text state, yet the chain is
+/// recognized from the second hop on, with the origin in it.
+#[test]
+fn text_epidemic_from_a_fresh_first_sighting() {
+    let mut o = Outbreak::new(params(1000));
+    let h = 0x5eed_f00d_1234_5678u64;
+    let step = |o: &mut Outbreak, from: &str, to: &str, at: i64| {
+        let (c, fresh) = o.cluster_text_fresh(h);
+        let key = text_key(c);
+        let mut ob = obs(from, to, &[], at);
+        ob.text = Some(&key);
+        ob.text_fresh = fresh;
+        (fresh, o.observe(&ob))
+    };
+    let (fresh, d) = step(&mut o, "a", "b", 0);
+    assert!(fresh && d.is_none());
+    assert_eq!(o.spread.len(), 0, "no per-text state after one sighting");
+    let (fresh, d) = step(&mut o, "b", "c", 10);
+    assert!(!fresh && d.is_none());
+    let (_, d) = step(&mut o, "c", "d", 20);
+    let d = d.expect("a, b, c: the epidemic fires at 3 accounts");
+    assert_eq!(d.rule, Rule::Epidemic);
+    let chain: Vec<(&str, &str)> = d.chain.iter().map(|l| (l.sender.as_str(), l.recipient.as_str())).collect();
+    assert_eq!(chain, [("a", "b"), ("b", "c"), ("c", "d")]);
+    // Unrelated one-off texts leave no per-text state behind.
+    for i in 0..1000u64 {
+        let (c, fresh) = o.cluster_text_fresh(crate::fingerprint::mix(i + 7));
+        let key = text_key(c);
+        let mut ob = obs("x", "y", &[], 100 + i as i64);
+        ob.text = Some(&key);
+        ob.text_fresh = fresh;
+        o.observe(&ob);
+    }
+    assert!(o.spread.len() <= 2, "{}", o.spread.len());
 }
