@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rampart_harness import HOST, RampartServer
+from contextlib import asynccontextmanager, contextmanager
+
+from rampart_harness import HOST, RampartServer, make_client
 
 NS_SERVER = "jabber:server"
 
@@ -179,3 +181,46 @@ class RawS2S:
             self.sock.close()
         except OSError:
             pass
+
+
+@contextmanager
+def federated_pair(work: Path, beta_guard: dict | None = None):
+    """(alpha, beta): alpha.test and beta.test, certificates from one test CA, static routes
+    and allow-lists naming each other, both started; stopped on exit."""
+    ca = CertAuthority(work / "ca")
+    alpha = s2s_server(work / "alpha", ca, "alpha.test", ["beta.test"])
+    beta = s2s_server(work / "beta", ca, "beta.test", ["alpha.test"], guard=beta_guard)
+    route_to(alpha, beta)
+    route_to(beta, alpha)
+    alpha.start()
+    beta.start()
+    try:
+        yield alpha, beta
+    finally:
+        alpha.stop()
+        beta.stop()
+
+
+@asynccontextmanager
+async def online(server: RampartServer, user, resource: str = "pc"):
+    """A slixmpp client of `user` on `server`, logged in and available for the block."""
+    c = make_client(server, user, resource)
+    await c.login()
+    try:
+        await c.go_online()
+        yield c
+    finally:
+        await c.logout()
+        c.kill()
+
+
+def wait_for(pred, timeout: float = 30, what: str = "a condition"):
+    """Poll `pred` until it returns something truthy (returned), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.3)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rampart_harness import make_client, stanza_error, stanza_error_text
-from s2s_helpers import CertAuthority, route_to, s2s_server
+from s2s_helpers import federated_pair
 
 WORK = Path(__file__).resolve().parent / ".work" / "test_muc_federation"
 PLUGINS = ("xep_0004", "xep_0030", "xep_0045")
@@ -23,18 +23,8 @@ PLUGINS = ("xep_0004", "xep_0030", "xep_0045")
 
 @pytest.fixture(scope="module")
 def fed():
-    ca = CertAuthority(WORK / "ca")
-    alpha = s2s_server(WORK / "alpha", ca, "alpha.test", ["beta.test"])
-    beta = s2s_server(WORK / "beta", ca, "beta.test", ["alpha.test"])
-    route_to(alpha, beta)
-    route_to(beta, alpha)
-    alpha.start()
-    beta.start()
-    try:
-        yield alpha, beta
-    finally:
-        alpha.stop()
-        beta.stop()
+    with federated_pair(WORK) as pair:
+        yield pair
 
 
 async def client(server, user):

@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -31,7 +29,7 @@ from rampart_harness import (
     archive_search, events_list, make_client, roster_items, send_msg_id, stanza_error,
     stanza_error_text,
 )
-from s2s_helpers import CertAuthority, route_to, s2s_server
+from s2s_helpers import CertAuthority, online, route_to, s2s_server, wait_for
 
 WORK = Path(__file__).resolve().parent / ".work" / "test_s2s"
 EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -58,33 +56,10 @@ def fed():
         beta.stop()
 
 
-@asynccontextmanager
-async def online(server, user, resource="pc"):
-    c = make_client(server, user, resource)
-    await c.login()
-    try:
-        await c.go_online()
-        yield c
-    finally:
-        await c.logout()
-        c.kill()
-
-
 def s2s_status(server) -> dict[str, dict]:
     r = server.cli("s2s", "status", "--json")
     assert r.returncode == 0, f"`rampart s2s status --json` exited {r.returncode}: {r.stderr}"
     return {d["domain"]: d for d in map(json.loads, r.stdout.splitlines())}
-
-
-def wait_for(pred, timeout: float = 30, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.3)
 
 
 async def test_messages_cross_both_ways(fed):

@@ -10,16 +10,14 @@ delivered: inside the company it is not a leak. Ordinary chat crosses untouched.
 from __future__ import annotations
 
 import secrets
-import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from rampart_harness import (
-    archive_search, archive_verdict, events_list, make_client, send_msg_id, stanza_error, stanza_error_text,
+    archive_search, archive_verdict, events_list, send_msg_id, stanza_error, stanza_error_text,
 )
-from s2s_helpers import CertAuthority, route_to, s2s_server
+from s2s_helpers import federated_pair, online, wait_for
 
 WORK = Path(__file__).resolve().parent / ".work" / "test_s2s_dlp"
 CARD = "4111 1111 1111 1111"
@@ -27,41 +25,8 @@ CARD = "4111 1111 1111 1111"
 
 @pytest.fixture(scope="module")
 def fed():
-    ca = CertAuthority(WORK / "ca")
-    alpha = s2s_server(WORK / "alpha", ca, "alpha.test", ["beta.test"])
-    beta = s2s_server(WORK / "beta", ca, "beta.test", ["alpha.test"])
-    route_to(alpha, beta)
-    route_to(beta, alpha)
-    alpha.start()
-    beta.start()
-    try:
-        yield alpha, beta
-    finally:
-        alpha.stop()
-        beta.stop()
-
-
-@asynccontextmanager
-async def online(server, user, resource="pc"):
-    c = make_client(server, user, resource)
-    await c.login()
-    try:
-        await c.go_online()
-        yield c
-    finally:
-        await c.logout()
-        c.kill()
-
-
-def wait_for(pred, timeout: float = 30, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.3)
+    with federated_pair(WORK) as pair:
+        yield pair
 
 
 async def test_card_number_to_a_partner_is_refused_but_flows_inside(fed):

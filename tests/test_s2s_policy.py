@@ -24,9 +24,7 @@ What a user and an operator see:
 from __future__ import annotations
 
 import secrets
-import time
 import xml.etree.ElementTree as ET
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -35,7 +33,7 @@ from rampart_harness import (
     User, archive_search, archive_verdict, events_list, make_client, send_msg_id, stanza_error,
     stanza_error_text,
 )
-from s2s_helpers import CertAuthority, route_to, s2s_server
+from s2s_helpers import CertAuthority, online, route_to, s2s_server, wait_for
 
 WORK = Path(__file__).resolve().parent / ".work" / "test_s2s_policy"
 NS_OOB = "jabber:x:oob"
@@ -77,29 +75,6 @@ def fed():
     finally:
         for s in (alpha, beta, gamma):
             s.stop()
-
-
-@asynccontextmanager
-async def online(server, user, resource="pc"):
-    c = make_client(server, user, resource)
-    await c.login()
-    try:
-        await c.go_online()
-        yield c
-    finally:
-        await c.logout()
-        c.kill()
-
-
-def wait_for(pred, timeout: float = 30, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.3)
 
 
 def send_file_link(client, to: str, url: str) -> str:
