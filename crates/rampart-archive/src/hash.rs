@@ -16,7 +16,7 @@
 //!                      || prev_hash || last_hash || i64 min_at_ms || i64 max_at_ms
 //!                      || i64 deleted_at_ms)
 //! ```
-//! Tags: kind ∈ {message, subscription, login, logout, file}; direction ∈ {local, inbound,
+//! Tags: kind ∈ {message, subscription, login, logout, file, publish, moderation}; direction ∈ {local, inbound,
 //! outbound}; verdict ∈ {delivered, offline, blocked, quarantined, bounced} with
 //! `verdict_rule` = the rule (blocked, quarantined) and `verdict_reason` = the reason
 //! (blocked, quarantined) or the error condition (bounced), absent otherwise.

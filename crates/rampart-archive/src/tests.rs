@@ -1141,3 +1141,63 @@ async fn automatic_checkpoints() {
     let rep = a.verify().await.unwrap();
     assert!(rep.is_ok(), "{rep:?}");
 }
+
+#[tokio::test]
+async fn moderation_record_keeps_the_original_and_verifies() {
+    for k in [
+        RecordKind::Message,
+        RecordKind::Subscription,
+        RecordKind::Login,
+        RecordKind::Logout,
+        RecordKind::File,
+        RecordKind::Publish,
+        RecordKind::Moderation,
+    ] {
+        assert_eq!(RecordKind::parse(k.as_str()), Some(k));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = Archive::open(dir.path(), opts()).await.unwrap();
+    let room = "lobby@conference.x";
+    let original = a
+        .append(msg(T0, "mallory@x/pc", room, "buy cheap pills"))
+        .await
+        .unwrap();
+    let moderation = NewRecord {
+        kind: RecordKind::Moderation,
+        stanza_id: Some(original.to_string()),
+        body: Some("spam".into()),
+        stanza_xml: Some(format!(
+            "<message from='{room}' type='groupchat'><retract id='{original}' xmlns='urn:xmpp:message-retract:1'/></message>"
+        )),
+        meta_json: Some(r#"{"room_nick":"mod","target":"1"}"#.into()),
+        ..msg(T0 + 1, "alice@x/pc", room, "")
+    };
+    let seq = a.append(moderation.clone()).await.unwrap();
+    assert!(a.verify().await.unwrap().is_ok());
+    // Both are found; the original is unchanged.
+    let q = SearchQuery {
+        account: Some(room.into()),
+        ..Default::default()
+    };
+    let found = a.search(&q).await.unwrap();
+    assert_eq!(found.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![seq, original]);
+    assert_eq!(found[0].record, moderation);
+    assert_eq!(found[1].record.body.as_deref(), Some("buy cheap pills"));
+    let only = a
+        .search(&SearchQuery {
+            kind: Some(RecordKind::Moderation),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].record.stanza_id.as_deref(), Some("1"));
+    // MAM shows messages only: the moderation act is not a message of the room.
+    let page = a.mam_query(room, &MamQuery::default()).await.unwrap();
+    assert_eq!(page.records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![original]);
+    // An export of the room carries both and verifies.
+    let out = dir.path().join("export");
+    let m = a.export(&q, ExportFormat::Jsonl, &out).await.unwrap();
+    assert_eq!(m.records.len(), 2);
+    verify_export(&out, Some(&a.public_key())).unwrap();
+}

@@ -22,6 +22,11 @@ pub enum RecordKind {
     /// A personal eventing (XEP-0163) publish: the item in `stanza_xml`, node and item id
     /// in `meta_json`.
     Publish,
+    /// A moderation act in a group chat room (XEP-0425 moderated retraction): `from` is the
+    /// moderator, `to` the room, `stanza_id` the room's stanza-id of the retracted message
+    /// (which itself stays on the record unchanged), `body` the reason, `stanza_xml` the
+    /// announcement occupants got, details in `meta_json`.
+    Moderation,
 }
 
 impl RecordKind {
@@ -34,6 +39,7 @@ impl RecordKind {
             RecordKind::Logout => "logout",
             RecordKind::File => "file",
             RecordKind::Publish => "publish",
+            RecordKind::Moderation => "moderation",
         }
     }
 
@@ -46,6 +52,7 @@ impl RecordKind {
             "logout" => RecordKind::Logout,
             "file" => RecordKind::File,
             "publish" => RecordKind::Publish,
+            "moderation" => RecordKind::Moderation,
             _ => return None,
         })
     }
