@@ -24,7 +24,7 @@ pub mod uploads;
 pub mod xeps;
 
 pub use muc::{RoomStore, StoredAffiliation, StoredRoom};
-pub use pep::{PepItem, PepNode, PepStore};
+pub use pep::{PepAffiliation, PepItem, PepNode, PepStore, PepSubscription};
 pub use security::{Quarantined, SecurityEvent, SecurityStore, SecurityStores};
 pub use uploads::{Upload, UploadState, UploadStore};
 pub use xeps::{

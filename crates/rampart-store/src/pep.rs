@@ -6,6 +6,10 @@
 //! node, and [`PepStore::publish`] trims the node to its `max_items` newest items in the
 //! same transaction. As everywhere in this crate, owners are normalized bare JIDs and writes
 //! for an owner that is not an account fail with [`StoreError::NotFound`](crate::StoreError).
+//!
+//! Explicit XEP-0060 subscriptions ([`PepSubscription`]) and affiliations
+//! ([`PepAffiliation`]) hang off a node and go with it; both are bounded per node by the
+//! caller's limits. The store keeps affiliation names opaque (the server validates them).
 
 use async_trait::async_trait;
 
@@ -30,6 +34,28 @@ pub struct PepItem {
     pub publisher: String,
     /// Unix milliseconds of the (latest) publication.
     pub published_at_ms: i64,
+}
+
+/// One explicit subscription to a node (XEP-0060 §6.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PepSubscription {
+    /// The node name.
+    pub node: String,
+    /// The subscribed JID, bare or full, normalized.
+    pub jid: String,
+    /// The subscription id the service assigned.
+    pub subid: String,
+}
+
+/// One affiliation with a node other than the owner's (XEP-0060 §4.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PepAffiliation {
+    /// The node name.
+    pub node: String,
+    /// A normalized bare JID.
+    pub jid: String,
+    /// `publisher`, `member`, `outcast`, ... (validated by the server).
+    pub affiliation: String,
 }
 
 /// XEP-0163 nodes and items per account.
@@ -59,4 +85,23 @@ pub trait PepStore: Send + Sync {
     async fn retract(&self, owner: &str, node: &str, id: &str) -> Result<bool>;
     /// Remove every item of a node; returns how many there were.
     async fn purge(&self, owner: &str, node: &str) -> Result<u64>;
+
+    /// Subscriptions to `owner`'s nodes: of one node (or all), of one subscriber's bare JID
+    /// (or everyone's), sorted by node and JID.
+    async fn subscriptions(&self, owner: &str, node: Option<&str>, bare: Option<&str>) -> Result<Vec<PepSubscription>>;
+    /// Subscribe `sub.jid` (whose bare JID is `bare`) to `sub.node`. If it is subscribed
+    /// already, nothing changes and the existing subscription is returned. `NotFound` if
+    /// there is no such node; `QuotaExceeded` if the node has `max_per_node` subscriptions
+    /// or `bare` holds `max_per_subscriber` of them.
+    async fn subscribe(&self, owner: &str, sub: &PepSubscription, bare: &str, max_per_node: usize, max_per_subscriber: usize) -> Result<PepSubscription>;
+    /// Remove the subscriptions of `jid` to `node` (exactly `jid`; or, with `bare_too`, every
+    /// JID whose bare JID is `jid`). Returns how many there were.
+    async fn unsubscribe(&self, owner: &str, node: &str, jid: &str, bare_too: bool) -> Result<u64>;
+    /// Affiliations with `owner`'s nodes: of one node (or all), of one bare JID (or
+    /// everyone's), sorted by node and JID.
+    async fn affiliations(&self, owner: &str, node: Option<&str>, jid: Option<&str>) -> Result<Vec<PepAffiliation>>;
+    /// Set (or with `None` remove) the affiliation of the bare JID `jid` with `node`.
+    /// `NotFound` if there is no such node; `QuotaExceeded` if the node would get more than
+    /// `max_per_node` affiliations.
+    async fn set_affiliation(&self, owner: &str, node: &str, jid: &str, affiliation: Option<&str>, max_per_node: usize) -> Result<()>;
 }

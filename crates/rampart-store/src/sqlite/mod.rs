@@ -96,6 +96,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "s2s queue and links",
         sql: include_str!("../../migrations/sqlite/0008_s2s.sql"),
     },
+    Migration {
+        version: 11,
+        description: "pep subscriptions and affiliations",
+        sql: include_str!("../../migrations/sqlite/0011_pep_subscriptions.sql"),
+    },
 ];
 
 struct Migration {

@@ -1,12 +1,14 @@
 //! [`PepStore`] on SQLite: the `pep_nodes` and `pep_items` tables (migration 7). Item order
 //! is the AUTOINCREMENT `seq`; republishing an id deletes and re-inserts it, so it becomes
 //! the newest. Trimming to `max_items` happens in the publishing transaction.
+//! Subscriptions and affiliations are `pep_subscriptions` and `pep_affiliations`
+//! (migration 11), deleted with their node (cascade) and with a removed account (trigger).
 
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 
 use super::{SqliteStore, account_id, backend, is_unique_violation};
-use crate::pep::{PepItem, PepNode, PepStore};
+use crate::pep::{PepAffiliation, PepItem, PepNode, PepStore, PepSubscription};
 use crate::{Result, StoreError};
 
 /// The id of `owner`'s node `node`.
@@ -199,6 +201,126 @@ impl PepStore for SqliteStore {
         tx.commit().await.map_err(backend)?;
         Ok(r.rows_affected())
     }
+
+    async fn subscriptions(&self, owner: &str, node: Option<&str>, bare: Option<&str>) -> Result<Vec<PepSubscription>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT n.name, s.jid, s.subid FROM pep_subscriptions s
+             JOIN pep_nodes n ON n.id = s.node_id JOIN accounts a ON a.id = n.account_id
+             WHERE a.jid = ?1 AND (?2 IS NULL OR n.name = ?2) AND (?3 IS NULL OR s.bare = ?3)
+             ORDER BY n.name, s.jid",
+        )
+        .bind(owner)
+        .bind(node)
+        .bind(bare)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows.into_iter().map(|(node, jid, subid)| PepSubscription { node, jid, subid }).collect())
+    }
+
+    async fn subscribe(&self, owner: &str, sub: &PepSubscription, bare: &str, max_per_node: usize, max_per_subscriber: usize) -> Result<PepSubscription> {
+        let mut tx = self.begin_write().await?;
+        let nid = node_id(&mut tx, owner, &sub.node).await?.ok_or(StoreError::NotFound)?;
+        let existing: Option<(String,)> = sqlx::query_as("SELECT subid FROM pep_subscriptions WHERE node_id = ? AND jid = ?")
+            .bind(nid)
+            .bind(&sub.jid)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if let Some((subid,)) = existing {
+            return Ok(PepSubscription { subid, ..sub.clone() });
+        }
+        let (per_node, per_subscriber): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(bare = ?2), 0) FROM pep_subscriptions WHERE node_id = ?1",
+        )
+        .bind(nid)
+        .bind(bare)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let full = |n: i64, max: usize| usize::try_from(n).unwrap_or(usize::MAX) >= max;
+        if full(per_node, max_per_node) || full(per_subscriber, max_per_subscriber) {
+            return Err(StoreError::QuotaExceeded);
+        }
+        sqlx::query("INSERT INTO pep_subscriptions (node_id, jid, bare, subid, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(nid)
+            .bind(&sub.jid)
+            .bind(bare)
+            .bind(&sub.subid)
+            .bind(super::unix_seconds().saturating_mul(1000))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(sub.clone())
+    }
+
+    async fn unsubscribe(&self, owner: &str, node: &str, jid: &str, bare_too: bool) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let Some(nid) = node_id(&mut tx, owner, node).await? else { return Ok(0) };
+        let sql = if bare_too {
+            "DELETE FROM pep_subscriptions WHERE node_id = ? AND bare = ?"
+        } else {
+            "DELETE FROM pep_subscriptions WHERE node_id = ? AND jid = ?"
+        };
+        let r = sqlx::query(sql).bind(nid).bind(jid).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn affiliations(&self, owner: &str, node: Option<&str>, jid: Option<&str>) -> Result<Vec<PepAffiliation>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT n.name, f.jid, f.affiliation FROM pep_affiliations f
+             JOIN pep_nodes n ON n.id = f.node_id JOIN accounts a ON a.id = n.account_id
+             WHERE a.jid = ?1 AND (?2 IS NULL OR n.name = ?2) AND (?3 IS NULL OR f.jid = ?3)
+             ORDER BY n.name, f.jid",
+        )
+        .bind(owner)
+        .bind(node)
+        .bind(jid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows.into_iter().map(|(node, jid, affiliation)| PepAffiliation { node, jid, affiliation }).collect())
+    }
+
+    async fn set_affiliation(&self, owner: &str, node: &str, jid: &str, affiliation: Option<&str>, max_per_node: usize) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let nid = node_id(&mut tx, owner, node).await?.ok_or(StoreError::NotFound)?;
+        match affiliation {
+            None => {
+                sqlx::query("DELETE FROM pep_affiliations WHERE node_id = ? AND jid = ?")
+                    .bind(nid)
+                    .bind(jid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            Some(a) => {
+                let (others,): (i64,) = sqlx::query_as("SELECT count(*) FROM pep_affiliations WHERE node_id = ? AND jid <> ?")
+                    .bind(nid)
+                    .bind(jid)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                if usize::try_from(others).unwrap_or(usize::MAX) >= max_per_node {
+                    return Err(StoreError::QuotaExceeded);
+                }
+                sqlx::query(
+                    "INSERT INTO pep_affiliations (node_id, jid, affiliation) VALUES (?, ?, ?)
+                     ON CONFLICT (node_id, jid) DO UPDATE SET affiliation = excluded.affiliation",
+                )
+                .bind(nid)
+                .bind(jid)
+                .bind(a)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -260,5 +382,60 @@ mod tests {
         s.create("o@x", vec![]).await.unwrap();
         assert!(s.pep_nodes("o@x").await.unwrap().is_empty());
         assert!(s.items("o@x", "n", None).await.unwrap().is_empty());
+    }
+
+    fn sub(node: &str, jid: &str, subid: &str) -> PepSubscription {
+        PepSubscription { node: node.into(), jid: jid.into(), subid: subid.into() }
+    }
+
+    #[tokio::test]
+    async fn subscriptions_are_bounded_and_go_with_node_and_account() {
+        let s = store().await;
+        s.create("b@x", vec![]).await.unwrap();
+        s.create_node("o@x", "n", "c", 10).await.unwrap();
+        s.create_node("o@x", "m", "c", 10).await.unwrap();
+        assert_eq!(s.subscribe("o@x", &sub("n", "b@x", "1"), "b@x", 3, 2).await.unwrap().subid, "1");
+        // Subscribing again keeps the first subscription.
+        assert_eq!(s.subscribe("o@x", &sub("n", "b@x", "2"), "b@x", 3, 2).await.unwrap().subid, "1");
+        s.subscribe("o@x", &sub("n", "b@x/r", "3"), "b@x", 3, 2).await.unwrap();
+        assert!(matches!(s.subscribe("o@x", &sub("n", "b@x/s", "4"), "b@x", 3, 2).await, Err(StoreError::QuotaExceeded)));
+        s.subscribe("o@x", &sub("n", "c@x", "5"), "c@x", 3, 2).await.unwrap();
+        assert!(matches!(s.subscribe("o@x", &sub("n", "d@x", "6"), "d@x", 3, 2).await, Err(StoreError::QuotaExceeded)));
+        assert!(matches!(s.subscribe("o@x", &sub("zz", "d@x", "6"), "d@x", 3, 2).await, Err(StoreError::NotFound)));
+        s.subscribe("o@x", &sub("m", "b@x", "7"), "b@x", 3, 2).await.unwrap();
+        let mine = s.subscriptions("o@x", None, Some("b@x")).await.unwrap();
+        assert_eq!(mine, vec![sub("m", "b@x", "7"), sub("n", "b@x", "1"), sub("n", "b@x/r", "3")]);
+        assert_eq!(s.subscriptions("o@x", Some("n"), None).await.unwrap().len(), 3);
+        assert_eq!(s.unsubscribe("o@x", "n", "b@x/r", false).await.unwrap(), 1);
+        assert_eq!(s.unsubscribe("o@x", "n", "b@x/r", false).await.unwrap(), 0);
+        s.subscribe("o@x", &sub("n", "b@x/r", "8"), "b@x", 3, 2).await.unwrap();
+        assert_eq!(s.unsubscribe("o@x", "n", "b@x", true).await.unwrap(), 2);
+        // A removed account's subscriptions go (a new account of that name starts clean).
+        s.remove("b@x").await.unwrap();
+        assert!(s.subscriptions("o@x", None, Some("b@x")).await.unwrap().is_empty());
+        // Deleting the node deletes its subscriptions.
+        s.delete_node("o@x", "n").await.unwrap();
+        assert!(s.subscriptions("o@x", None, None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn affiliations_set_replace_remove_and_bound() {
+        let s = store().await;
+        s.create("b@x", vec![]).await.unwrap();
+        s.create_node("o@x", "n", "c", 10).await.unwrap();
+        s.set_affiliation("o@x", "n", "b@x", Some("member"), 2).await.unwrap();
+        s.set_affiliation("o@x", "n", "b@x", Some("outcast"), 2).await.unwrap();
+        s.set_affiliation("o@x", "n", "c@x", Some("member"), 2).await.unwrap();
+        assert!(matches!(s.set_affiliation("o@x", "n", "d@x", Some("member"), 2).await, Err(StoreError::QuotaExceeded)));
+        // Changing an existing one is not a new one.
+        s.set_affiliation("o@x", "n", "c@x", Some("publisher"), 2).await.unwrap();
+        let all = s.affiliations("o@x", Some("n"), None).await.unwrap();
+        assert_eq!(all.iter().map(|a| (a.jid.as_str(), a.affiliation.as_str())).collect::<Vec<_>>(), [("b@x", "outcast"), ("c@x", "publisher")]);
+        assert_eq!(s.affiliations("o@x", None, Some("c@x")).await.unwrap().len(), 1);
+        s.set_affiliation("o@x", "n", "c@x", None, 2).await.unwrap();
+        assert!(s.affiliations("o@x", None, Some("c@x")).await.unwrap().is_empty());
+        assert!(matches!(s.set_affiliation("o@x", "zz", "c@x", Some("member"), 2).await, Err(StoreError::NotFound)));
+        s.remove("b@x").await.unwrap();
+        assert!(s.affiliations("o@x", None, None).await.unwrap().is_empty());
     }
 }
