@@ -23,7 +23,7 @@ pub mod sqlite;
 pub mod uploads;
 pub mod xeps;
 
-pub use muc::{RoomStore, StoredAffiliation, StoredRoom};
+pub use muc::{RoomStore, StoredAffiliation, StoredRetraction, StoredRoom};
 pub use pep::{PepAffiliation, PepItem, PepNode, PepStore, PepSubscription};
 pub use security::{Quarantined, SecurityEvent, SecurityStore, SecurityStores};
 pub use uploads::{Upload, UploadState, UploadStore};

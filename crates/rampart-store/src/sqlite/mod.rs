@@ -97,6 +97,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0008_s2s.sql"),
     },
     Migration {
+        version: 9,
+        description: "muc retractions",
+        sql: include_str!("../../migrations/sqlite/0009_muc_retractions.sql"),
+    },
+    Migration {
         version: 11,
         description: "pep subscriptions and affiliations",
         sql: include_str!("../../migrations/sqlite/0011_pep_subscriptions.sql"),

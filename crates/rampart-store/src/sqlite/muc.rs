@@ -1,9 +1,10 @@
-//! [`RoomStore`] on SQLite: the `muc_rooms` and `muc_affiliations` tables (migration 5).
+//! [`RoomStore`] on SQLite: the `muc_rooms` and `muc_affiliations` tables (migration 5) and
+//! `muc_retractions` (migration 9).
 
 use async_trait::async_trait;
 
 use super::{SqliteStore, backend};
-use crate::muc::{RoomStore, StoredAffiliation, StoredRoom};
+use crate::muc::{RoomStore, StoredAffiliation, StoredRetraction, StoredRoom};
 use crate::Result;
 
 #[async_trait]
@@ -80,7 +81,52 @@ impl RoomStore for SqliteStore {
         tx.commit().await.map_err(backend)?;
         Ok(done.rows_affected() > 0)
     }
+
+    async fn add_retraction(&self, r: &StoredRetraction) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "INSERT INTO muc_retractions (room, stanza_id, at_ms, retraction_id, moderator, moderator_occupant_id, reason)
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room, stanza_id) DO NOTHING",
+        )
+        .bind(&r.room)
+        .bind(&r.stanza_id)
+        .bind(r.at_ms)
+        .bind(&r.retraction_id)
+        .bind(&r.moderator)
+        .bind(&r.moderator_occupant_id)
+        .bind(&r.reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn retractions(&self, room: &str, stanza_ids: &[String]) -> Result<Vec<StoredRetraction>> {
+        type Row = (String, i64, Option<String>, Option<String>, Option<String>, Option<String>);
+        let mut out = Vec::new();
+        // A bounded number of ids, a bounded number of bound parameters per query.
+        for chunk in stanza_ids[..stanza_ids.len().min(MAX_RETRACTION_LOOKUP)].chunks(100) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT stanza_id, at_ms, retraction_id, moderator, moderator_occupant_id, reason
+                 FROM muc_retractions WHERE room = ? AND stanza_id IN ({marks})"
+            );
+            let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).bind(room);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            let rows = q.fetch_all(&self.pool).await.map_err(backend)?;
+            out.extend(rows.into_iter().map(|(stanza_id, at_ms, retraction_id, moderator, moderator_occupant_id, reason)| {
+                StoredRetraction { room: room.to_owned(), stanza_id, at_ms, retraction_id, moderator, moderator_occupant_id, reason }
+            }));
+        }
+        Ok(out)
+    }
 }
+
+/// Most stanza-ids one [`RoomStore::retractions`] call looks up.
+const MAX_RETRACTION_LOOKUP: usize = 1000;
 
 #[cfg(test)]
 mod tests {
@@ -120,5 +166,39 @@ mod tests {
         assert!(s.remove_room("a@c.x").await.unwrap());
         assert!(!s.remove_room("a@c.x").await.unwrap());
         assert_eq!(s.rooms().await.unwrap().len(), 1);
+    }
+
+    fn retraction(room: &str, id: &str, moderator: Option<&str>) -> StoredRetraction {
+        StoredRetraction {
+            room: room.into(),
+            stanza_id: id.into(),
+            at_ms: 5,
+            retraction_id: moderator.is_none().then(|| format!("r-{id}")),
+            moderator: moderator.map(str::to_owned),
+            moderator_occupant_id: moderator.map(|_| "occ".to_owned()),
+            reason: moderator.map(|_| "spam".to_owned()),
+        }
+    }
+
+    #[tokio::test]
+    async fn retractions_once_per_message_and_room() {
+        let s = SqliteStore::open_in_memory().await.unwrap();
+        let a = retraction("a@c.x", "7", Some("a@c.x/mod"));
+        assert!(s.add_retraction(&a).await.unwrap());
+        assert!(!s.add_retraction(&retraction("a@c.x", "7", None)).await.unwrap(), "a message is retracted once");
+        let b = retraction("a@c.x", "9", None);
+        assert!(s.add_retraction(&b).await.unwrap());
+        // Same stanza-id in another room: a different message.
+        assert!(s.add_retraction(&retraction("b@c.x", "7", None)).await.unwrap());
+        let ids: Vec<String> = (1..300).map(|i| i.to_string()).collect();
+        let mut got = s.retractions("a@c.x", &ids).await.unwrap();
+        got.sort_by(|x, y| x.stanza_id.cmp(&y.stanza_id));
+        assert_eq!(got, vec![a, b]);
+        assert!(s.retractions("a@c.x", &[]).await.unwrap().is_empty());
+        assert!(s.retractions("z@c.x", &ids).await.unwrap().is_empty());
+        // Removing a room keeps its retractions (MAM on it still shows tombstones).
+        s.save_room(&room("a@c.x"), &[]).await.unwrap();
+        s.remove_room("a@c.x").await.unwrap();
+        assert_eq!(s.retractions("a@c.x", &["9".to_owned()]).await.unwrap().len(), 1);
     }
 }
