@@ -90,6 +90,30 @@ impl History {
         before - self.entries.len()
     }
 
+    /// Replace the message with the room's (`by`) stanza-id `id` by `f` of it (a tombstone);
+    /// false if no remembered message has that id.
+    pub fn replace(&mut self, by: &str, id: &str, f: impl FnOnce(&Element) -> Element) -> bool {
+        let Some(e) = self.entries.iter_mut().find(|e| super::moderation::stanza_id_by(&e.el, by) == Some(id)) else {
+            return false;
+        };
+        e.el = f(&e.el);
+        let chars = e.el.to_xml_string().len();
+        self.bytes = self.bytes - e.chars + chars;
+        e.chars = chars;
+        true
+    }
+
+    /// The room's (`by`) stanza-id of the newest remembered message from `sender` (a bare JID)
+    /// whose `id` or XEP-0359 origin-id is `id`.
+    pub fn find_own(&self, sender: &str, by: &str, id: &str) -> Option<String> {
+        self.entries
+            .iter()
+            .rev()
+            .filter(|e| e.sender == sender)
+            .find(|e| e.el.attr("id") == Some(id) || e.el.elements().any(|c| c.is("origin-id", rampart_proto::ns::SID) && c.attr("id") == Some(id)))
+            .and_then(|e| super::moderation::stanza_id_by(&e.el, by).map(str::to_owned))
+    }
+
     /// Most messages kept.
     pub fn capacity(&self) -> usize {
         self.max
@@ -173,6 +197,29 @@ mod tests {
         let bad = Element::new("history", "x").with_attr("maxstanzas", "-1").with_attr("since", "yesterday");
         assert_eq!(HistoryRequest::parse(Some(&bad), 0), HistoryRequest::default());
         assert_eq!(HistoryRequest::parse(None, 0).max_stanzas, Some(DEFAULT_STANZAS));
+    }
+
+    #[test]
+    fn replace_and_find_own() {
+        let mut h = History::new(5);
+        for i in 0..3 {
+            let m = msg(i)
+                .with_attr("id", format!("c{i}"))
+                .with_child(Element::new("origin-id", ns::SID).with_attr("id", format!("o{i}")))
+                .with_child(Element::new("stanza-id", ns::SID).with_attr("by", "r@c.x").with_attr("id", format!("{}", 10 + i)));
+            h.push(i as i64, if i == 1 { "b@x" } else { "a@x" }, m);
+        }
+        assert_eq!(h.find_own("a@x", "r@c.x", "c0").as_deref(), Some("10"));
+        assert_eq!(h.find_own("a@x", "r@c.x", "o2").as_deref(), Some("12"));
+        assert_eq!(h.find_own("a@x", "r@c.x", "o1"), None, "b@x's message is not a@x's");
+        assert_eq!(h.find_own("a@x", "other@c.x", "c0"), None, "only the room's own stanza-ids");
+        let before = h.bytes;
+        assert!(h.replace("r@c.x", "11", |_| Element::new("message", ns::CLIENT)));
+        assert!(!h.replace("r@c.x", "99", |_| unreachable!()));
+        assert!(h.bytes < before);
+        assert_eq!(h.bytes, h.entries.iter().map(|e| e.chars).sum::<usize>());
+        let all = HistoryRequest::default();
+        assert_eq!(h.select(&all)[1].1.child("body", ns::CLIENT), None);
     }
 
     #[test]

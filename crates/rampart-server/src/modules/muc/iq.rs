@@ -147,7 +147,9 @@ pub async fn room_iq(svc: &MucService, router: &Router, from: Jid, to: Jid, iq: 
     } else if p.is("query", NS_MUC_ADMIN) {
         super::admin::admin(svc, router, &mut room, &from, &iq, p).await
     } else if p.is("query", mam::NS_MAM) {
-        room_mam(router, &room, &from, &iq, p).await
+        room_mam(svc, router, &room, &from, &iq, p).await
+    } else if super::moderation::is_request(p) {
+        super::moderation::moderate(svc, router, &mut room, &from, &iq, p).await
     } else {
         Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::FeatureNotImplemented))
     };
@@ -170,7 +172,7 @@ async fn relay_response(svc: &MucService, router: &Router, from: &Jid, to: &Jid,
 
 /// XEP-0313 §5 on a room: the room's messages from the compliance archive, as occupants saw
 /// them. Outcasts may not read; in members-only rooms only members (and occupants) may.
-async fn room_mam(router: &Router, room: &super::room::Room, from: &Jid, iq: &Element, q: &Element) -> Result<Option<Element>, StanzaError> {
+async fn room_mam(svc: &MucService, router: &Router, room: &super::room::Room, from: &Jid, iq: &Element, q: &Element) -> Result<Option<Element>, StanzaError> {
     let aff = room.affiliation(from.bare_str());
     if aff == Affiliation::Outcast || (room.config.members_only && aff < Affiliation::Member && room.nick_of(from).is_none()) {
         return Err(err(ErrorType::Auth, DefinedCondition::Forbidden, "you may not read this room's history"));
@@ -196,14 +198,26 @@ async fn room_mam(router: &Router, room: &super::room::Room, from: &Jid, iq: &El
         }
     };
     let queryid = q.attr("queryid");
-    let mut out = Vec::new();
-    for rec in &page.records {
+    // Retracted messages are shown as tombstones (XEP-0424 §5, XEP-0425 §4).
+    let mut forwarded: Vec<(String, Element)> = page
+        .records
+        .iter()
         // Only messages to the room itself (private messages are between their parties).
-        if rec.record.to != room.jid.as_str() {
-            continue;
-        }
-        let Some(fwd) = mam::forwarded(rec) else { continue };
-        let mut result = Element::new("result", mam::NS_MAM).with_attr("id", rec.seq.to_string());
+        .filter(|rec| rec.record.to == room.jid.as_str())
+        .filter_map(|rec| mam::forwarded(rec).map(|f| (rec.seq.to_string(), f)))
+        .collect();
+    let mut inner: Vec<(String, Element)> = forwarded
+        .iter()
+        .filter_map(|(id, f)| f.child("message", ns::CLIENT).map(|m| (id.clone(), m.clone())))
+        .collect();
+    super::moderation::apply_tombstones(svc, room.jid.as_str(), &mut inner).await;
+    for ((_, f), (_, m)) in forwarded.iter_mut().zip(inner) {
+        f.remove_children("message", ns::CLIENT);
+        f.children.push(rampart_xml::Node::Element(m));
+    }
+    let mut out = Vec::new();
+    for (seq, fwd) in forwarded {
+        let mut result = Element::new("result", mam::NS_MAM).with_attr("id", seq.clone());
         if let Some(qid) = queryid {
             result.set_attr("queryid", qid);
         }
@@ -211,7 +225,7 @@ async fn room_mam(router: &Router, room: &super::room::Room, from: &Jid, iq: &El
             Element::new("message", ns::CLIENT)
                 .with_attr("to", from.as_str())
                 .with_attr("from", room.jid.as_str())
-                .with_attr("id", format!("mam-{}", rec.seq))
+                .with_attr("id", format!("mam-{seq}"))
                 .with_child(result.with_child(fwd)),
         );
     }

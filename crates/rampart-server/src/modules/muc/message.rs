@@ -9,6 +9,10 @@
 //! and every copy carries the archive id as an XEP-0359 `<stanza-id by=room/>`; if the
 //! record cannot be made durable, nothing is delivered (fail closed).
 //!
+//! A groupchat message carrying an XEP-0424 `<retract/>` is checked by
+//! [`super::moderation`] first (only the author may retract a message this way) and, once
+//! recorded, marks its target retracted.
+//!
 //! When the room-bot rule quarantines a sender, the other accounts of the swarm are
 //! quarantined too, removed from the room, the event is recorded, and the room's owners and
 //! admins get a message from the room naming the accounts and the reason.
@@ -179,6 +183,15 @@ async fn groupchat(svc: &MucService, router: &Router, room: &mut Room, from: &Ji
         router.bounce(&el, err(ErrorType::Auth, DefinedCondition::Forbidden, "you have no voice in this moderated room"));
         return;
     }
+    // XEP-0424: an author may retract their own messages, nobody else's (moderators use
+    // XEP-0425 requests).
+    let retraction = match super::moderation::check_self_retraction(router, room, from, &el).await {
+        Ok(r) => r,
+        Err(e) => {
+            router.bounce(&el, e);
+            return;
+        }
+    };
     let (gate, finding) = router.gate_message_finding(from, &room.jid, Some(&room.jid), &el).await;
     if let Gate::Refused = gate {
         if let Some(f) = finding.filter(|f| f.rule == "outbreak.room_bots") {
@@ -202,6 +215,9 @@ async fn groupchat(svc: &MucService, router: &Router, room: &mut Room, from: &Ji
                 return;
             }
         }
+    }
+    if let super::moderation::SelfRetraction::Apply(target) = &retraction {
+        super::moderation::apply_self_retraction(svc, room, &el, target).await;
     }
     if has_body || subject.is_some() {
         room.history.push(now_ms(), from.bare_str(), b.clone());

@@ -16,7 +16,10 @@
 //!   affiliations (`muc#admin`);
 //! - [`iq`]: disco#info/#items on the service and rooms, XEP-0410 self-ping, XEP-0313 MAM on
 //!   rooms served from the compliance archive, IQs between occupants relayed under occupant
-//!   JIDs (bounded by [`IqRelay`]).
+//!   JIDs (bounded by [`IqRelay`]);
+//! - [`moderation`]: XEP-0425 moderated retraction and XEP-0424 retraction by the author;
+//!   history and MAM on the room show tombstones for retracted messages (the archive keeps
+//!   the messages and records each moderation act).
 //!
 //! Copies to occupants are delivered straight to their local sessions, never judged again
 //! per occupant; non-local occupants (only when the policy admits other domains) go through
@@ -38,6 +41,7 @@ pub mod form;
 pub mod history;
 pub mod iq;
 pub mod message;
+pub mod moderation;
 pub mod presence;
 pub mod room;
 
@@ -168,7 +172,7 @@ impl IqRelay {
 /// The multi-user chat service.
 pub struct MucService {
     pub settings: MucSettings,
-    store: Arc<dyn RoomStore>,
+    pub(crate) store: Arc<dyn RoomStore>,
     rooms: Mutex<HashMap<String, RoomRef>>,
     loaded: OnceCell<()>,
     pub(crate) iq_relay: IqRelay,
@@ -303,8 +307,9 @@ impl MucService {
 }
 
 /// Refill the history of a room loaded after a restart from the compliance archive: its
-/// last messages as occupants saw them (quarantined senders left out).
-pub(crate) async fn reload_history(router: &Router, room: &mut Room) {
+/// last messages as occupants saw them (quarantined senders left out, retracted ones as
+/// tombstones), each with the room's stanza-id.
+pub(crate) async fn reload_history(svc: &MucService, router: &Router, room: &mut Room) {
     room.history_loaded = true;
     let Some(archive) = &router.services.archive else { return };
     let q = rampart_archive::MamQuery {
@@ -320,12 +325,21 @@ pub(crate) async fn reload_history(router: &Router, room: &mut Room) {
             return;
         }
     };
+    let mut msgs = Vec::new();
+    let mut meta = Vec::new();
     for rec in page.records.iter().filter(|r| r.record.to == room.jid.as_str()) {
         let Some(mut el) = rec.record.stanza_xml.as_deref().and_then(crate::c2s::parse_stored) else { continue };
         el.ns = ns::CLIENT.to_owned();
         el.remove_attr("to");
+        el.remove_children("stanza-id", ns::SID);
+        el = el.with_child(Element::new("stanza-id", ns::SID).with_attr("by", room.jid.as_str()).with_attr("id", rec.seq.to_string()));
         let sender = Jid::parse(&rec.record.from).map(|j| j.bare_str().to_owned()).unwrap_or_default();
-        room.history.push(rec.record.at_ms, &sender, el);
+        msgs.push((rec.seq.to_string(), el));
+        meta.push((rec.record.at_ms, sender));
+    }
+    moderation::apply_tombstones(svc, room.jid.as_str(), &mut msgs).await;
+    for ((at_ms, sender), (_, el)) in meta.into_iter().zip(msgs) {
+        room.history.push(at_ms, &sender, el);
     }
 }
 

@@ -145,7 +145,7 @@ async fn available(svc: &MucService, router: &Router, from: Jid, to: Jid, nick: 
     out.extend(own);
     // 3. History, then the subject.
     if !room.history_loaded {
-        super::reload_history(router, &mut room).await;
+        super::reload_history(svc, router, &mut room).await;
     }
     let req = HistoryRequest::parse(muc_x.and_then(|x| x.child("history", ns::MUC)), now_ms());
     for (at, mut m) in room.history.select(&req) {

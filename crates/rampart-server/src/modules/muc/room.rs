@@ -421,6 +421,11 @@ impl Room {
         if archive {
             f.push(ns::MAM);
             f.push(ns::SID);
+            // Retraction needs the room's stanza-ids, which are archive ids.
+            f.push(super::moderation::NS_MODERATE);
+            f.push(super::moderation::NS_MODERATE_0);
+            f.push(super::moderation::NS_RETRACT);
+            f.push(super::moderation::NS_RETRACT_TOMBSTONE);
         }
         let mut f: Vec<String> = f.into_iter().map(str::to_owned).collect();
         f.sort();
