@@ -24,6 +24,7 @@ pub mod ns;
 pub mod ping;
 pub mod private;
 pub mod pubsub;
+pub mod push;
 pub mod roster;
 pub mod sasl;
 pub mod stanza;
