@@ -18,6 +18,7 @@ pub use rampart_sasl::{ScramCredentials, ScramHash};
 pub mod muc;
 pub mod s2s;
 pub mod pep;
+pub mod push;
 pub mod security;
 pub mod sqlite;
 pub mod uploads;
@@ -25,6 +26,7 @@ pub mod xeps;
 
 pub use muc::{RoomStore, StoredAffiliation, StoredRetraction, StoredRoom};
 pub use pep::{PepAffiliation, PepItem, PepNode, PepStore, PepSubscription};
+pub use push::{PushRegistration, PushStore};
 pub use security::{Quarantined, SecurityEvent, SecurityStore, SecurityStores};
 pub use uploads::{Upload, UploadState, UploadStore};
 pub use xeps::{
@@ -189,4 +191,6 @@ pub struct Stores {
     pub blocking: Arc<dyn BlockingStore>,
     /// XEP-0163 personal eventing nodes and items.
     pub pep: Arc<dyn PepStore>,
+    /// XEP-0357 push registrations.
+    pub push: Arc<dyn PushStore>,
 }

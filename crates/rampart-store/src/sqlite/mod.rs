@@ -30,6 +30,7 @@ mod accounts;
 mod muc;
 mod offline;
 mod pep;
+mod push;
 mod roster;
 mod s2s;
 mod security;
@@ -100,6 +101,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 9,
         description: "muc retractions",
         sql: include_str!("../../migrations/sqlite/0009_muc_retractions.sql"),
+    },
+    Migration {
+        version: 10,
+        description: "push registrations",
+        sql: include_str!("../../migrations/sqlite/0010_push.sql"),
     },
     Migration {
         version: 11,
@@ -194,6 +200,7 @@ impl SqliteStore {
             last_activity: self.clone(),
             blocking: self.clone(),
             pep: self.clone(),
+            push: self.clone(),
         }
     }
 
