@@ -191,8 +191,8 @@ async def test_account_disco_and_server_caps(server, new_user, clients):
         assert f"{NS_PUBSUB}#{f}" in feats, f
     assert "urn:xmpp:bookmarks:1#compat" in feats
     assert "urn:xmpp:pep-vcard-conversion:0" in feats
-    # Explicit subscriptions are not offered (PEP uses +notify).
-    assert f"{NS_PUBSUB}#subscribe" not in feats
+    # Explicit subscriptions beside +notify (tests/test_pubsub_subscriptions.py).
+    assert f"{NS_PUBSUB}#subscribe" in feats
 
     # The server's caps in the stream features hash its disco#info.
     raw = RawXMPP(server)
@@ -371,7 +371,7 @@ async def test_access_models_and_errors(server, new_user, clients):
     # Error paths the XEP defines.
     resp = await a.iq("set", f"<pubsub xmlns='{NS_PUBSUB}'><publish node='x'/></pubsub>")
     assert pubsub_err(resp) == ("bad-request", "item-required")
-    resp = await a.iq("set", f"<pubsub xmlns='{NS_PUBSUB}'><subscribe node='x' jid='{alice.jid}'/></pubsub>")
+    resp = await a.iq("set", f"<pubsub xmlns='{NS_PUBSUB}'><subscribe node='x' jid='{alice.jid}'/><options/></pubsub>")
     assert pubsub_err(resp) == ("feature-not-implemented", "unsupported")
     resp = await a.iq("get", f"<pubsub xmlns='{NS_PUBSUB}'><items node='urn:example:none'/></pubsub>")
     assert stanza_error(resp)[0] == "item-not-found"

@@ -1,5 +1,6 @@
 //! XEP-0060 Publish-Subscribe, the subset XEP-0163 (PEP) needs: the requests in
-//! `<pubsub xmlns='http://jabber.org/protocol/pubsub'/>` and `…#owner`, the event
+//! `<pubsub xmlns='http://jabber.org/protocol/pubsub'/>` and `…#owner` (with explicit
+//! subscriptions and the owner's subscription and affiliation management), the event
 //! notifications in `…#event`, items, and the application error conditions in `…#errors`.
 //!
 //! [`Request`] is what a client asks (one action per IQ, as §7–§8 require); [`Event`] is what
@@ -12,7 +13,7 @@ use crate::{Element, ParseError};
 
 /// XEP-0060 pubsub requests.
 pub const NS: &str = "http://jabber.org/protocol/pubsub";
-/// XEP-0060 owner use cases (configure, purge, delete).
+/// XEP-0060 owner use cases (configure, purge, delete, subscriptions, affiliations).
 pub const NS_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
 /// XEP-0060 event notifications.
 pub const NS_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
@@ -77,10 +78,10 @@ pub enum Request {
     Items { node: String, max_items: Option<usize>, ids: Vec<String> },
     /// §8.1 create a node (with an optional configuration).
     Create { node: Option<String>, config: Option<DataForm> },
-    /// §6.1 subscribe.
-    Subscribe { node: String, jid: String },
-    /// §6.2 unsubscribe.
-    Unsubscribe { node: String, jid: String },
+    /// §6.1 subscribe; `with_options` if the request carries `<options/>` (§6.3.7).
+    Subscribe { node: String, jid: String, with_options: bool },
+    /// §6.2 unsubscribe (of one `subid`, if given).
+    Unsubscribe { node: String, jid: String, subid: Option<String> },
     /// §5.6 the requester's subscriptions.
     Subscriptions { node: Option<String> },
     /// §5.7 the requester's affiliations.
@@ -93,6 +94,12 @@ pub enum Request {
     Purge { node: String },
     /// §8.4 (owner) delete the node.
     Delete { node: String },
+    /// §8.8 (owner) a node's subscriptions: retrieve (IQ get) or modify (IQ set) with these
+    /// `(jid, subscription)` changes.
+    OwnerSubscriptions { node: String, changes: Vec<(String, String)> },
+    /// §8.9 (owner) a node's affiliations: retrieve (IQ get) or modify (IQ set) with these
+    /// `(jid, affiliation)` changes.
+    OwnerAffiliations { node: String, changes: Vec<(String, String)> },
     /// A request this module recognizes but the XEP-0060 feature it needs, named here (the
     /// `feature` of `<unsupported/>`), is not part of the subset.
     Unsupported(&'static str),
@@ -111,12 +118,40 @@ fn name_attr(e: &Element, attr: &'static str) -> Result<Option<String>, ParseErr
     }
 }
 
+fn jid_attr(e: &Element) -> Result<String, ParseError> {
+    let j = req_attr(e, "jid")?;
+    if j.len() > MAX_NAME {
+        return Err(ParseError::bad_value("jid", j));
+    }
+    Ok(j.to_owned())
+}
+
 fn node_of(e: &Element) -> Result<String, ParseError> {
     name_attr(e, "node")?.ok_or(ParseError::MissingAttr("node"))
 }
 
 fn form_in(e: &Element) -> Result<Option<DataForm>, ParseError> {
     e.elements().find(|c| c.is("x", crate::ns::DATA_FORMS)).map(DataForm::try_from).transpose()
+}
+
+/// The `(jid, <attr>)` pairs of an owner's `<subscription/>` or `<affiliation/>` list.
+fn changes_of(e: &Element, child: &'static str, attr: &'static str) -> Result<Vec<(String, String)>, ParseError> {
+    let mut out = Vec::new();
+    for c in e.elements() {
+        if !c.is(child, NS_OWNER) {
+            return Err(ParseError::UnexpectedChild(c.name.clone()));
+        }
+        if out.len() >= MAX_IDS {
+            return Err(ParseError::ChildCount("too many changes"));
+        }
+        let jid = req_attr(c, "jid")?;
+        let value = req_attr(c, attr)?;
+        if jid.len() > MAX_NAME || value.len() > 64 {
+            return Err(ParseError::bad_value(attr, value));
+        }
+        out.push((jid.to_owned(), value.to_owned()));
+    }
+    Ok(out)
 }
 
 fn ids_of(e: &Element, ns: &str) -> Result<Vec<String>, ParseError> {
@@ -150,18 +185,20 @@ impl TryFrom<&Element> for Request {
                 "purge" => Request::Purge { node: node_of(action)? },
                 "delete" => Request::Delete { node: node_of(action)? },
                 "default" => Request::Default,
-                "affiliations" => Request::Unsupported("modify-affiliations"),
-                "subscriptions" => Request::Unsupported("manage-subscriptions"),
+                "affiliations" => Request::OwnerAffiliations { node: node_of(action)?, changes: changes_of(action, "affiliation", "affiliation")? },
+                "subscriptions" => Request::OwnerSubscriptions { node: node_of(action)?, changes: changes_of(action, "subscription", "subscription")? },
                 other => return Err(ParseError::UnexpectedChild(other.to_owned())),
             });
         }
         let configure = e.child("configure", NS);
+        let options = e.child("options", NS);
         let Some(action) = action else {
             // <configure/> alone in the owner namespace is handled above; here it is only
-            // valid beside <create/>.
-            return match e.child("configure", NS_OWNER).or(configure) {
-                Some(_) => Err(ParseError::ChildCount("configure without create")),
-                None => Err(ParseError::ChildCount("no pubsub action")),
+            // valid beside <create/>. <options/> alone is a subscription options request.
+            return match (e.child("configure", NS_OWNER).or(configure), options) {
+                (None, Some(_)) => Ok(Request::Unsupported("subscription-options")),
+                (Some(_), _) => Err(ParseError::ChildCount("configure without create")),
+                (None, None) => Err(ParseError::ChildCount("no pubsub action")),
             };
         };
         if actions.next().is_some() {
@@ -199,8 +236,10 @@ impl TryFrom<&Element> for Request {
                 };
                 Request::Create { node: name_attr(action, "node")?, config }
             }
-            "subscribe" => Request::Subscribe { node: node_of(action)?, jid: req_attr(action, "jid")?.to_owned() },
-            "unsubscribe" => Request::Unsubscribe { node: node_of(action)?, jid: req_attr(action, "jid")?.to_owned() },
+            "subscribe" => Request::Subscribe { node: node_of(action)?, jid: jid_attr(action)?, with_options: options.is_some() },
+            "unsubscribe" => Request::Unsubscribe { node: node_of(action)?, jid: jid_attr(action)?, subid: name_attr(action, "subid")? },
+            // §6.4: the default subscription options.
+            "default" => Request::Unsupported("retrieve-default-sub"),
             "subscriptions" => Request::Subscriptions { node: name_attr(action, "node")? },
             "affiliations" => Request::Affiliations { node: name_attr(action, "node")? },
             other => return Err(ParseError::UnexpectedChild(other.to_owned())),
@@ -265,8 +304,23 @@ impl From<Request> for Element {
                 }
                 e
             }
-            Request::Subscribe { node, jid } => ps.with_child(with_node("subscribe", NS, node).with_attr("jid", jid)),
-            Request::Unsubscribe { node, jid } => ps.with_child(with_node("unsubscribe", NS, node).with_attr("jid", jid)),
+            Request::Subscribe { node, jid, with_options } => {
+                let e = ps.with_child(with_node("subscribe", NS, node).with_attr("jid", jid));
+                if with_options { e.with_child(Element::new("options", NS)) } else { e }
+            }
+            Request::Unsubscribe { node, jid, subid } => {
+                let mut u = with_node("unsubscribe", NS, node).with_attr("jid", jid);
+                if let Some(s) = subid {
+                    u.set_attr("subid", s);
+                }
+                ps.with_child(u)
+            }
+            Request::OwnerSubscriptions { node, changes } => owner.with_child(changes.into_iter().fold(with_node("subscriptions", NS_OWNER, node), |e, (jid, s)| {
+                e.with_child(Element::new("subscription", NS_OWNER).with_attr("jid", jid).with_attr("subscription", s))
+            })),
+            Request::OwnerAffiliations { node, changes } => owner.with_child(changes.into_iter().fold(with_node("affiliations", NS_OWNER, node), |e, (jid, a)| {
+                e.with_child(Element::new("affiliation", NS_OWNER).with_attr("jid", jid).with_attr("affiliation", a))
+            })),
             Request::Subscriptions { node } => {
                 let mut s = Element::new("subscriptions", NS);
                 if let Some(n) = node {
@@ -391,8 +445,14 @@ mod tests {
             Request::Items { node: "n".into(), max_items: None, ids: vec!["a".into(), "b".into()] },
             Request::Create { node: Some("n".into()), config: Some(DataForm::new("submit", NODE_CONFIG)) },
             Request::Create { node: Some("n".into()), config: None },
-            Request::Subscribe { node: "n".into(), jid: "a@b".into() },
-            Request::Unsubscribe { node: "n".into(), jid: "a@b".into() },
+            Request::Subscribe { node: "n".into(), jid: "a@b".into(), with_options: false },
+            Request::Subscribe { node: "n".into(), jid: "a@b/r".into(), with_options: true },
+            Request::Unsubscribe { node: "n".into(), jid: "a@b".into(), subid: None },
+            Request::Unsubscribe { node: "n".into(), jid: "a@b".into(), subid: Some("s1".into()) },
+            Request::OwnerSubscriptions { node: "n".into(), changes: vec![] },
+            Request::OwnerSubscriptions { node: "n".into(), changes: vec![("a@b".into(), "subscribed".into()), ("c@d/r".into(), "none".into())] },
+            Request::OwnerAffiliations { node: "n".into(), changes: vec![] },
+            Request::OwnerAffiliations { node: "n".into(), changes: vec![("a@b".into(), "member".into())] },
             Request::Subscriptions { node: None },
             Request::Affiliations { node: Some("n".into()) },
             Request::Configure { node: "n".into(), form: None },
@@ -431,9 +491,23 @@ mod tests {
             many = many.with_child(Element::new("item", NS).with_attr("id", i.to_string()));
         }
         bad(Element::new("pubsub", NS).with_child(many));
+        // Owner lists need a node and well-formed entries.
+        bad(Element::new("pubsub", NS_OWNER).with_child(Element::new("affiliations", NS_OWNER)));
+        bad(Element::new("pubsub", NS_OWNER).with_child(
+            Element::new("affiliations", NS_OWNER).with_attr("node", "n").with_child(Element::new("affiliation", NS_OWNER).with_attr("jid", "a@b")),
+        ));
+        bad(Element::new("pubsub", NS_OWNER).with_child(
+            Element::new("subscriptions", NS_OWNER).with_attr("node", "n").with_child(Element::new("affiliation", NS_OWNER).with_attr("jid", "a@b").with_attr("affiliation", "member")),
+        ));
+        bad(Element::new("pubsub", NS).with_child(Element::new("subscribe", NS).with_attr("node", "n")));
+        // Subscription options are recognized (and answered as unsupported by the service).
         assert_eq!(
-            Request::parse(&Element::new("pubsub", NS_OWNER).with_child(Element::new("affiliations", NS_OWNER).with_attr("node", "n"))).unwrap(),
-            Request::Unsupported("modify-affiliations")
+            Request::parse(&Element::new("pubsub", NS).with_child(Element::new("options", NS).with_attr("node", "n").with_attr("jid", "a@b"))).unwrap(),
+            Request::Unsupported("subscription-options")
+        );
+        assert_eq!(
+            Request::parse(&Element::new("pubsub", NS).with_child(Element::new("default", NS).with_attr("node", "n"))).unwrap(),
+            Request::Unsupported("retrieve-default-sub")
         );
     }
 

@@ -75,16 +75,23 @@ fn refused(reason: &str) -> StanzaError {
     StanzaError::new(ErrorType::Modify, DefinedCondition::PolicyViolation).with_text(reason)
 }
 
-/// Policy and guard for a publish of `payload` by `publisher` to its node `node`. `Err` is
-/// the error for the publisher (the refusal is archived and, for findings, recorded as a
+/// Policy and guard for a publish of `payload` by `publisher` to its own node `node`. `Err`
+/// is the error for the publisher (the refusal is archived and, for findings, recorded as a
 /// security event).
 pub async fn gate_publish(router: &Router, publisher: &Jid, node: &str, item_id: &str, payload: &Element) -> Result<Inspected, StanzaError> {
-    let owner = publisher.bare();
+    gate_publish_to(router, publisher, &publisher.bare(), node, item_id, payload).await
+}
+
+/// [`gate_publish`] to `owner`'s node (a XEP-0060 publisher publishing to another account):
+/// the publisher's quarantine and the guard's verdict on the publisher count, the record
+/// names both.
+pub async fn gate_publish_to(router: &Router, publisher: &Jid, owner: &Jid, node: &str, item_id: &str, payload: &Element) -> Result<Inspected, StanzaError> {
+    let sender = publisher.bare();
     let mut text = String::new();
     let mut blobs = Vec::new();
     collect(payload, 0, &mut text, &mut blobs);
-    let record = |verdict: ArchiveVerdict, text: &str| publish_record(publisher, node, item_id, payload, text, verdict);
-    if let Some(reason) = router.quarantine.reason(owner.as_str()) {
+    let record = |verdict: ArchiveVerdict, text: &str| publish_record_to(publisher, owner, node, item_id, payload, text, verdict);
+    if let Some(reason) = router.quarantine.reason(sender.as_str()) {
         let _ = router.archive(record(ArchiveVerdict::Quarantined { rule: "quarantine".into(), reason: reason.clone() }, &text)).await;
         return Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::PolicyViolation).with_text(format!("your account is quarantined: {reason}")));
     }
@@ -96,7 +103,7 @@ pub async fn gate_publish(router: &Router, publisher: &Jid, node: &str, item_id:
             .with_attr("to", owner.as_str())
             .with_attr("type", "normal")
             .with_child(Element::new("body", ns::CLIENT).with_text(text.clone()));
-        verdict = match tokio::time::timeout(std::time::Duration::from_secs(10), guard.inspect(publisher, &owner, None, &msg)).await {
+        verdict = match tokio::time::timeout(std::time::Duration::from_secs(10), guard.inspect(publisher, owner, None, &msg)).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Err(hold(router, &record, &text, &e.to_string()).await),
             Err(_) => return Err(hold(router, &record, &text, "scan timed out").await),
@@ -122,13 +129,13 @@ pub async fn gate_publish(router: &Router, publisher: &Jid, node: &str, item_id:
         Verdict::Allow => Ok(Inspected { text }),
         Verdict::Block(f) => {
             tracing::warn!(%publisher, node, rule = %f.rule, reason = %f.reason, "publish blocked");
-            security_event(router, owner.as_str(), &f, "block").await;
+            security_event(router, sender.as_str(), &f, "block").await;
             let _ = router.archive(record(ArchiveVerdict::Blocked { rule: f.rule.clone(), reason: f.reason.clone() }, &text)).await;
             Err(refused(&f.reason))
         }
         Verdict::Quarantine(f) => {
             tracing::warn!(%publisher, node, rule = %f.rule, "account quarantined by a publish");
-            router.quarantine_account(owner.as_str(), &f).await;
+            router.quarantine_account(sender.as_str(), &f).await;
             let _ = router.archive(record(ArchiveVerdict::Quarantined { rule: f.rule.clone(), reason: f.reason.clone() }, &text)).await;
             Err(StanzaError::new(ErrorType::Cancel, DefinedCondition::PolicyViolation).with_text(format!("{}; your account is quarantined", f.reason)))
         }
@@ -157,8 +164,13 @@ async fn security_event(router: &Router, account: &str, f: &Finding, action: &st
     }
 }
 
-/// The archive record of a publish (accepted or refused).
+/// The archive record of a publish (accepted or refused) to the publisher's own node.
 pub fn publish_record(publisher: &Jid, node: &str, item_id: &str, payload: &Element, text: &str, verdict: ArchiveVerdict) -> NewRecord {
+    publish_record_to(publisher, &publisher.bare(), node, item_id, payload, text, verdict)
+}
+
+/// The archive record of a publish by `publisher` to `owner`'s node.
+pub fn publish_record_to(publisher: &Jid, owner: &Jid, node: &str, item_id: &str, payload: &Element, text: &str, verdict: ArchiveVerdict) -> NewRecord {
     let meta = serde_json::json!({ "node": node, "item": item_id });
     let body: String = text.chars().take(16 * 1024).collect();
     NewRecord {
@@ -166,7 +178,7 @@ pub fn publish_record(publisher: &Jid, node: &str, item_id: &str, payload: &Elem
         kind: RecordKind::Publish,
         direction: Direction::Local,
         from: publisher.as_str().to_owned(),
-        to: publisher.bare_str().to_owned(),
+        to: owner.as_str().to_owned(),
         remote_domain: None,
         stanza_id: Some(item_id.to_owned()),
         body: Some(body).filter(|b| !b.is_empty()),

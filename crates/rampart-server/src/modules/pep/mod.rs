@@ -2,11 +2,12 @@
 //! pubsub service on its bare JID. Publish auto-creates nodes (with publish-options and
 //! their §7.1.5 preconditions), retract (with notify), items (all, `max_items`, by id),
 //! purge, delete, node configuration (`pubsub#node_config`), and the access models
-//! `presence` (default), `open`, `roster` and `whitelist` (owner only: affiliations are not
-//! implemented). No explicit subscriptions: notifications go to the owner's resources and
-//! to presence subscribers whose XEP-0115 capabilities carry `node+notify` ([`caps`]); the
-//! last item goes to a contact's session when its capabilities become known and when a
-//! subscription is approved.
+//! `presence` (default), `open`, `roster` and `whitelist` (the owner and the members and
+//! publishers it names). Notifications go to the owner's resources and to presence
+//! subscribers whose XEP-0115 / XEP-0390 capabilities carry `node+notify` ([`caps`]), and to
+//! explicit XEP-0060 subscribers ([`subs`]: subscriptions and affiliations, owner
+//! management); the last item goes to a contact's session when its capabilities become
+//! known, when a presence subscription is approved, and on an explicit subscribe.
 //!
 //! Every accepted publish passes the guard and is archived first ([`gate`]); avatars are
 //! converted to and from vCard photos (XEP-0398) and bookmarks mirrored to private XML storage (XEP-0402 `#compat`) in [`convert`].
@@ -19,11 +20,12 @@ pub mod caps;
 pub mod config;
 pub mod gate;
 pub mod notify;
+pub mod subs;
 
 use async_trait::async_trait;
 use rampart_proto::pubsub::{self, Item, Request, app_error, unsupported};
 use rampart_proto::{DefinedCondition, Element, ErrorType, Jid, StanzaError};
-use rampart_store::{PepItem, StoreError, Subscription};
+use rampart_store::{PepItem, StoreError};
 
 use crate::router::{IqHandler, Router, SessionCtx};
 use config::{AccessModel, ConfigError, NodeConfig};
@@ -49,15 +51,23 @@ pub const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#filtered-notifications",
     "http://jabber.org/protocol/pubsub#item-ids",
     "http://jabber.org/protocol/pubsub#last-published",
+    "http://jabber.org/protocol/pubsub#manage-subscriptions",
+    "http://jabber.org/protocol/pubsub#member-affiliation",
+    "http://jabber.org/protocol/pubsub#modify-affiliations",
     "http://jabber.org/protocol/pubsub#multi-items",
+    "http://jabber.org/protocol/pubsub#outcast-affiliation",
     "http://jabber.org/protocol/pubsub#persistent-items",
     "http://jabber.org/protocol/pubsub#presence-notifications",
     "http://jabber.org/protocol/pubsub#publish",
     "http://jabber.org/protocol/pubsub#publish-options",
+    "http://jabber.org/protocol/pubsub#publisher-affiliation",
     "http://jabber.org/protocol/pubsub#purge-nodes",
     "http://jabber.org/protocol/pubsub#retract-items",
+    "http://jabber.org/protocol/pubsub#retrieve-affiliations",
     "http://jabber.org/protocol/pubsub#retrieve-default",
     "http://jabber.org/protocol/pubsub#retrieve-items",
+    "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
+    "http://jabber.org/protocol/pubsub#subscribe",
     "urn:xmpp:bookmarks:1#compat",
     "urn:xmpp:pep-vcard-conversion:0",
 ];
@@ -75,12 +85,12 @@ fn err(t: ErrorType, c: DefinedCondition) -> StanzaError {
     StanzaError::new(t, c)
 }
 
-fn internal(e: impl std::fmt::Display) -> StanzaError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> StanzaError {
     tracing::error!(error = %e, "PEP store failed");
     err(ErrorType::Wait, DefinedCondition::InternalServerError)
 }
 
-fn not_found() -> StanzaError {
+pub(crate) fn not_found() -> StanzaError {
     err(ErrorType::Cancel, DefinedCondition::ItemNotFound)
 }
 
@@ -105,24 +115,16 @@ pub async fn node_config(router: &Router, owner: &str, node: &str) -> Result<Opt
     Ok(router.stores.pep.pep_node(owner, node).await.map_err(internal)?.map(|n| NodeConfig::from_stored(&n.config)))
 }
 
-/// XEP-0060 §6.5.x: may `requester` see `owner`'s items under `cfg`?
-pub async fn may_access(router: &Router, owner: &str, requester: &Jid, cfg: &NodeConfig) -> Result<(), StanzaError> {
+/// XEP-0060 §6.1.3 / §6.5.x: may `requester` see `owner`'s items of `node` under `cfg`
+/// (its affiliation, then the access model: [`subs::decide`])?
+pub async fn may_access(router: &Router, owner: &str, node: &str, requester: &Jid, cfg: &NodeConfig) -> Result<(), StanzaError> {
     if requester.bare_str() == owner {
         return Ok(());
     }
-    let item = || async { router.stores.roster.item(owner, requester.bare_str()).await.ok().flatten() };
-    match cfg.access_model {
-        AccessModel::Open => Ok(()),
-        AccessModel::Presence => match item().await {
-            Some(i) if matches!(i.subscription, Subscription::From | Subscription::Both) => Ok(()),
-            _ => Err(err(ErrorType::Auth, DefinedCondition::NotAuthorized).with_app(app_error("presence-subscription-required"))),
-        },
-        AccessModel::Roster => match item().await {
-            Some(i) if i.groups.iter().any(|g| cfg.roster_groups.contains(g)) => Ok(()),
-            _ => Err(err(ErrorType::Auth, DefinedCondition::NotAuthorized).with_app(app_error("not-in-roster-group"))),
-        },
-        AccessModel::Whitelist => Err(err(ErrorType::Cancel, DefinedCondition::NotAllowed).with_app(app_error("closed-node"))),
-    }
+    let aff = subs::affiliation(router, owner, node, requester).await?;
+    let needs_roster = aff == subs::Affiliation::None && matches!(cfg.access_model, AccessModel::Presence | AccessModel::Roster);
+    let item = if needs_roster { router.stores.roster.item(owner, requester.bare_str()).await.map_err(internal)? } else { None };
+    subs::decide(cfg, aff, item.as_ref())
 }
 
 /// A stored item as a pubsub `<item/>` (payload parsed back), or `None` if it is corrupt.
@@ -159,14 +161,15 @@ impl IqHandler for PepHandler {
         let is_get = iq.attr("type") == Some("get");
         let wants_get = matches!(req, Request::Items { .. } | Request::Subscriptions { .. } | Request::Affiliations { .. } | Request::Default)
             || matches!(req, Request::Configure { form: None, .. });
-        if is_get != wants_get && !matches!(req, Request::Unsupported(_)) {
+        let either = matches!(req, Request::Unsupported(_) | Request::OwnerSubscriptions { .. } | Request::OwnerAffiliations { .. });
+        if is_get != wants_get && !either {
             return Err(err(ErrorType::Modify, DefinedCondition::BadRequest).with_text("wrong IQ type for this pubsub request"));
         }
         let owner_s = owner.as_str();
         match req {
             Request::Items { node, max_items, ids } => {
                 let cfg = node_config(router, owner_s, &node).await?.ok_or_else(not_found)?;
-                may_access(router, owner_s, &ctx.jid, &cfg).await?;
+                may_access(router, owner_s, &node, &ctx.jid, &cfg).await?;
                 let items = if ids.is_empty() {
                     router.stores.pep.items(owner_s, &node, max_items).await.map_err(internal)?
                 } else {
@@ -181,12 +184,30 @@ impl IqHandler for PepHandler {
                 }
                 Ok(Some(Element::new("pubsub", pubsub::NS).with_child(el)))
             }
-            _ if !own => Err(forbidden()),
-            Request::Publish { node, item, options } => publish(router, ctx, &node, item, options).await.map(Some),
+            Request::Subscribe { node, jid, with_options } => subs::subscribe(router, ctx, &owner, &node, &jid, with_options).await.map(Some),
+            Request::Unsubscribe { node, jid, subid } => subs::unsubscribe(router, ctx, &owner, &node, &jid, subid.as_deref()).await.map(|()| None),
+            Request::Subscriptions { node } => subs::own_subscriptions(router, ctx, &owner, node.as_deref()).await.map(Some),
+            Request::Affiliations { node } => subs::own_affiliations(router, ctx, &owner, node.as_deref()).await.map(Some),
+            Request::Publish { node, item, options } => {
+                if !own {
+                    publisher_may(router, owner_s, &node, &ctx.jid).await?;
+                }
+                publish(router, ctx, &owner, &node, item, options).await.map(Some)
+            }
             Request::Retract { node, notify, ids } => {
-                let cfg = node_config(router, owner_s, &node).await?.ok_or_else(not_found)?;
+                let cfg = node_config(router, owner_s, &node).await?.ok_or_else(|| if own { not_found() } else { forbidden() })?;
+                if !own {
+                    publisher_may(router, owner_s, &node, &ctx.jid).await?;
+                }
                 if ids.is_empty() {
                     return Err(err(ErrorType::Modify, DefinedCondition::BadRequest).with_app(app_error("item-required")));
+                }
+                if !own {
+                    // §7.2.3.1: a publisher retracts only what it published.
+                    let theirs = router.stores.pep.items_by_id(owner_s, &node, &ids).await.map_err(internal)?;
+                    if theirs.iter().any(|i| Jid::parse(&i.publisher).map_or(true, |p| p.bare_str() != ctx.jid.bare_str())) {
+                        return Err(forbidden().with_text("a publisher may retract only its own items"));
+                    }
                 }
                 let mut gone = Vec::new();
                 for id in &ids {
@@ -204,6 +225,8 @@ impl IqHandler for PepHandler {
                 }
                 Ok(None)
             }
+            Request::Unsupported(f) => Err(feature_not_implemented(f)),
+            _ if !own => Err(forbidden()),
             Request::Create { node, config } => {
                 let node = node.ok_or_else(|| err(ErrorType::Modify, DefinedCondition::NotAcceptable).with_app(app_error("nodeid-required")))?;
                 let mut cfg = NodeConfig::default_for(&node);
@@ -249,27 +272,31 @@ impl IqHandler for PepHandler {
             }
             Request::Delete { node } => {
                 let cfg = node_config(router, owner_s, &node).await?.ok_or_else(not_found)?;
+                // Who is told is decided before the node (and its subscriptions) go.
+                let told = if cfg.notify_delete { notify::recipients(router, &owner, &node, &cfg).await } else { Vec::new() };
                 router.stores.pep.delete_node(owner_s, &node).await.map_err(internal)?;
                 after_change(router, owner_s, &node).await;
-                if cfg.notify_delete {
-                    notify::broadcast(router, &owner, &node, &cfg, pubsub::Event::Delete { node: node.clone() }).await;
-                }
+                notify::send(&owner, &told, &pubsub::Event::Delete { node: node.clone() });
                 Ok(None)
             }
-            Request::Subscriptions { .. } => Ok(Some(Element::new("pubsub", pubsub::NS).with_child(Element::new("subscriptions", pubsub::NS)))),
-            Request::Affiliations { node } => {
-                let mut el = Element::new("affiliations", pubsub::NS);
-                for n in router.stores.pep.pep_nodes(owner_s).await.map_err(internal)? {
-                    if node.as_deref().is_none_or(|x| x == n.name) {
-                        el = el.with_child(Element::new("affiliation", pubsub::NS).with_attr("node", n.name).with_attr("affiliation", "owner"));
-                    }
-                }
-                Ok(Some(Element::new("pubsub", pubsub::NS).with_child(el)))
-            }
-            // PEP needs no explicit subscriptions: interest is expressed with +notify.
-            Request::Subscribe { .. } | Request::Unsubscribe { .. } => Err(feature_not_implemented("subscribe")),
-            Request::Unsupported(f) => Err(feature_not_implemented(f)),
+            Request::OwnerSubscriptions { node, changes } => subs::owner_subscriptions(router, &owner, &node, is_get, changes).await,
+            Request::OwnerAffiliations { node, changes } => subs::owner_affiliations(router, &owner, &node, is_get, changes).await,
         }
+    }
+}
+
+/// A non-owner publishes to (or retracts from) `owner`'s existing `node` only as a
+/// `publisher`, and never to the nodes the server keeps in step with other data (avatar,
+/// bookmarks: [`convert`]).
+async fn publisher_may(router: &Router, owner: &str, node: &str, who: &Jid) -> Result<(), StanzaError> {
+    if matches!(node, convert::AVATAR_METADATA | convert::AVATAR_DATA | convert::BOOKMARKS) {
+        return Err(forbidden().with_text("only the account publishes to this node"));
+    }
+    // §7.1.3.3 would say item-not-found; to a non-publisher the node's existence is not told.
+    node_config(router, owner, node).await?.ok_or_else(forbidden)?;
+    match subs::affiliation(router, owner, node, who).await? {
+        subs::Affiliation::Owner | subs::Affiliation::Publisher => Ok(()),
+        _ => Err(forbidden().with_text("only the owner and publishers publish to this node")),
     }
 }
 
@@ -279,10 +306,11 @@ fn too_many_nodes() -> StanzaError {
         .with_app(app_error("max-nodes-exceeded"))
 }
 
-/// §7.1: publish one item (auto-creating the node), after the guard and the archive.
-async fn publish(router: &Router, ctx: &SessionCtx, node: &str, item: Option<Item>, options: Option<rampart_proto::dataforms::DataForm>) -> Result<Element, StanzaError> {
-    let owner = ctx.jid.bare();
+/// §7.1: publish one item to `owner`'s node (auto-creating it when the owner publishes),
+/// after the guard and the archive.
+async fn publish(router: &Router, ctx: &SessionCtx, owner: &Jid, node: &str, item: Option<Item>, options: Option<rampart_proto::dataforms::DataForm>) -> Result<Element, StanzaError> {
     let owner_s = owner.as_str();
+    let own = owner_s == ctx.jid.bare_str();
     let item = item.unwrap_or_default();
     let Some(payload) = item.payload else {
         return Err(err(ErrorType::Modify, DefinedCondition::BadRequest).with_app(app_error("item-required")));
@@ -315,8 +343,8 @@ async fn publish(router: &Router, ctx: &SessionCtx, node: &str, item: Option<Ite
         }
     };
     // Threat defense and the archive see the item before anyone else does.
-    let inspected = gate::gate_publish(router, &ctx.jid, node, &id, &payload).await?;
-    let rec = gate::publish_record(&ctx.jid, node, &id, &payload, &inspected.text, rampart_archive::Verdict::Delivered);
+    let inspected = gate::gate_publish_to(router, &ctx.jid, owner, node, &id, &payload).await?;
+    let rec = gate::publish_record_to(&ctx.jid, owner, node, &id, &payload, &inspected.text, rampart_archive::Verdict::Delivered);
     if router.archive(rec).await.is_err() {
         return Err(err(ErrorType::Wait, DefinedCondition::InternalServerError).with_text("not published: the compliance archive is unavailable"));
     }
@@ -328,8 +356,10 @@ async fn publish(router: &Router, ctx: &SessionCtx, node: &str, item: Option<Ite
     let stored = PepItem { id: id.clone(), xml, publisher: ctx.jid.as_str().to_owned(), published_at_ms: crate::pipeline::now_ms() };
     router.stores.pep.publish(owner_s, node, &stored, cfg.kept_items()).await.map_err(internal)?;
     let item = Item { id: Some(id.clone()), publisher: Some(ctx.jid.as_str().to_owned()), payload: Some(payload.clone()) };
-    notify::broadcast(router, &owner, node, &cfg, pubsub::Event::Items { node: node.to_owned(), items: vec![item], retracts: vec![] }).await;
-    convert::published(router, ctx, node, &id, &payload).await;
+    notify::broadcast(router, owner, node, &cfg, pubsub::Event::Items { node: node.to_owned(), items: vec![item], retracts: vec![] }).await;
+    if own {
+        convert::published(router, ctx, node, &id, &payload).await;
+    }
     let publish = Element::new("publish", pubsub::NS).with_attr("node", node).with_child(Element::new("item", pubsub::NS).with_attr("id", id));
     Ok(Element::new("pubsub", pubsub::NS).with_child(publish))
 }

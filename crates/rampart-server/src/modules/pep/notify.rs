@@ -3,16 +3,20 @@
 //!
 //! Recipients are available sessions only (notifications are `headline` messages, never
 //! stored offline): the owner's own resources and those of local contacts with a presence
-//! subscription to the owner, each filtered by its capabilities, the node's access model and
-//! blocking. Notifications are delivered straight to the sessions: the publish itself passed
+//! subscription to the owner, each filtered by its capabilities, and the sessions of
+//! explicit XEP-0060 subscribers; all of them by the node's access model, their affiliation
+//! and blocking. Notifications are delivered straight to the sessions: the publish itself passed
 //! the guard and the archive once ([`super::gate`]), the copies are not judged again.
+
+use std::collections::{HashMap, HashSet};
 
 use rampart_proto::pubsub::Event;
 use rampart_proto::{Element, Jid, ns};
-use rampart_store::Subscription;
+use rampart_store::{RosterItem, Subscription};
 
 use super::caps::Features;
-use super::config::{AccessModel, NodeConfig, SendLast};
+use super::config::{NodeConfig, SendLast};
+use super::subs::{Affiliation, decide};
 use crate::router::Router;
 use crate::sessions::Resource;
 
@@ -30,46 +34,107 @@ fn wants(features: Option<Features>, node: &str) -> bool {
     features.is_some_and(|f| f.contains(&format!("{node}+notify")))
 }
 
-/// Contacts of `owner` (bare JIDs) allowed to receive the node's notifications.
-async fn audience(router: &Router, owner: &Jid, cfg: &NodeConfig) -> Vec<Jid> {
-    if cfg.access_model == AccessModel::Whitelist {
+/// Every available session that gets `owner`'s notifications about `node` under `cfg`:
+/// the owner's own resources and its contacts' (with a presence subscription to the owner)
+/// that asked for `node+notify`, and the sessions of explicit subscribers (a full JID's
+/// session, or every available resource of a bare JID), whether or not they asked with
+/// `+notify`. Everyone but the owner must pass the access check ([`super::subs::decide`]:
+/// affiliation, then access model) and not be blocked by the owner. Each session once.
+pub async fn recipients(router: &Router, owner: &Jid, node: &str, cfg: &NodeConfig) -> Vec<Resource> {
+    if !cfg.deliver_notifications {
         return Vec::new();
     }
-    let items = match router.stores.roster.roster(owner.as_str()).await {
-        Ok((_, items)) => items,
+    let load = async {
+        let (_, roster) = router.stores.roster.roster(owner.as_str()).await?;
+        let affs = router.stores.pep.affiliations(owner.as_str(), Some(node), None).await?;
+        let subs = router.stores.pep.subscriptions(owner.as_str(), Some(node), None).await?;
+        Ok::<_, rampart_store::StoreError>((roster, affs, subs))
+    };
+    let (roster, affs, subs) = match load.await {
+        Ok(x) => x,
         Err(e) => {
-            tracing::error!(error = %e, "roster load failed");
-            return Vec::new();
+            tracing::error!(error = %e, "PEP recipients could not be loaded");
+            return router.sessions.available(owner.as_str()).into_iter().filter(|r| wants(router.pep.caps.features(&r.jid), node)).collect();
         }
     };
-    let mut out = Vec::new();
-    for i in items {
-        if !matches!(i.subscription, Subscription::From | Subscription::Both) {
+    let roster: HashMap<String, RosterItem> = roster.into_iter().map(|i| (i.jid.clone(), i)).collect();
+    let affs: HashMap<String, Affiliation> = affs.into_iter().filter_map(|a| Some((a.jid, Affiliation::parse(&a.affiliation)?))).collect();
+    let mut allowed_cache: HashMap<String, bool> = HashMap::new();
+    let mut out: Vec<Resource> = Vec::new();
+    let mut seen: HashSet<Jid> = HashSet::new();
+    for r in router.sessions.available(owner.as_str()) {
+        if wants(router.pep.caps.features(&r.jid), node) && seen.insert(r.jid.clone()) {
+            out.push(r);
+        }
+    }
+    // Implicit (+notify) interest of presence subscribers, then explicit subscriptions.
+    let contacts = roster.values().filter(|i| matches!(i.subscription, Subscription::From | Subscription::Both)).map(|i| (i.jid.clone(), None));
+    let explicit: Vec<(String, Option<Jid>)> = subs.iter().filter_map(|s| Jid::parse(&s.jid).ok()).map(|j| (j.bare_str().to_owned(), Some(j))).collect();
+    for (bare, subscribed) in contacts.collect::<Vec<_>>().into_iter().chain(explicit) {
+        let Ok(contact) = Jid::parse(&bare) else { continue };
+        if !router.is_local(&contact) || contact.node().is_none() {
             continue;
         }
-        if cfg.access_model == AccessModel::Roster && !i.groups.iter().any(|g| cfg.roster_groups.contains(g)) {
+        let ok = match allowed_cache.get(&bare) {
+            Some(ok) => *ok,
+            None => {
+                let ok = bare == owner.as_str()
+                    || (decide(cfg, affs.get(&bare).copied().unwrap_or(Affiliation::None), roster.get(&bare)).is_ok()
+                        && !crate::modules::blocking::is_blocked(router, owner.as_str(), &contact).await);
+                allowed_cache.insert(bare.clone(), ok);
+                ok
+            }
+        };
+        if !ok {
             continue;
         }
-        let Ok(contact) = Jid::parse(&i.jid) else { continue };
-        if !router.is_local(&contact) || crate::modules::blocking::is_blocked(router, owner.as_str(), &contact).await {
-            continue;
+        for r in router.sessions.available(&bare) {
+            let take = match &subscribed {
+                None => wants(router.pep.caps.features(&r.jid), node),
+                Some(j) if j.is_full() => &r.jid == j,
+                Some(_) => true,
+            };
+            if take && seen.insert(r.jid.clone()) {
+                out.push(r);
+            }
         }
-        out.push(contact);
     }
     out
 }
 
-/// Send `ev` about `owner`'s `node` to everyone interested and allowed.
+/// Send `ev` about `owner`'s node to `targets`.
+pub fn send(owner: &Jid, targets: &[Resource], ev: &Event) {
+    for r in targets {
+        r.send(event_message(owner.as_str(), &r.jid, ev.clone()));
+    }
+}
+
+/// Send `ev` about `owner`'s `node` to everyone interested and allowed ([`recipients`]).
 pub async fn broadcast(router: &Router, owner: &Jid, node: &str, cfg: &NodeConfig, ev: Event) {
-    if !cfg.deliver_notifications {
+    let targets = recipients(router, owner, node, cfg).await;
+    send(owner, &targets, &ev);
+}
+
+/// XEP-0060 §6.1.7: after an explicit subscription of `jid` (bare: its available
+/// resources; full: that session), the node's last item, unless the node says `never`.
+pub async fn send_last_to(router: &Router, owner: &Jid, node: &str, cfg: &NodeConfig, jid: &Jid) {
+    if cfg.send_last == SendLast::Never || !cfg.deliver_notifications {
         return;
     }
-    let mut targets: Vec<Resource> = router.sessions.available(owner.as_str());
-    for contact in audience(router, owner, cfg).await {
-        targets.extend(router.sessions.available(contact.as_str()));
+    let items = match router.stores.pep.items(owner.as_str(), node, Some(1)).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "PEP store failed");
+            return;
+        }
+    };
+    let items: Vec<_> = items.iter().filter_map(super::stored_item).collect();
+    if items.is_empty() {
+        return;
     }
-    for r in targets {
-        if wants(router.pep.caps.features(&r.jid), node) {
+    let ev = Event::Items { node: node.to_owned(), items, retracts: vec![] };
+    for r in router.sessions.available(jid.bare_str()) {
+        if !jid.is_full() || &r.jid == jid {
             r.send(event_message(owner.as_str(), &r.jid, ev.clone()));
         }
     }
@@ -118,7 +183,7 @@ pub async fn send_last_items(router: &Router, session: &Jid, features: &Features
                 continue;
             }
             if owner != me
-                && (super::may_access(router, owner.as_str(), session, &cfg).await.is_err()
+                && (super::may_access(router, owner.as_str(), &n.name, session, &cfg).await.is_err()
                     || crate::modules::blocking::is_blocked(router, owner.as_str(), session).await)
             {
                 continue;
