@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rampart_archive::{Archive, ExportFormat, LegalHold, Record, SearchQuery, VerdictKind};
+use rampart_archive::{Archive, ExportFormat, LegalHold, Record, RecordKind, SearchQuery, VerdictKind};
 use rampart_guard::Verdict;
 
 use crate::config::Config;
@@ -180,6 +180,10 @@ pub struct ArchiveFilter {
     /// Only records with this verdict: delivered, offline, blocked, quarantined, bounced.
     #[arg(long)]
     pub verdict: Option<String>,
+    /// Only records of this kind: message, subscription, login, logout, file, publish,
+    /// moderation.
+    #[arg(long)]
+    pub kind: Option<String>,
     /// At most this many records.
     #[arg(long)]
     pub limit: Option<u32>,
@@ -205,6 +209,12 @@ impl ArchiveFilter {
             since_ms: self.since.as_deref().map(parse_time).transpose()?,
             until_ms: self.until.as_deref().map(parse_time).transpose()?,
             verdict,
+            kind: match self.kind.as_deref() {
+                None => None,
+                Some(k) => Some(RecordKind::parse(k).with_context(|| {
+                    format!("--kind: {k:?} is not one of message, subscription, login, logout, file, publish, moderation")
+                })?),
+            },
             limit: self.limit,
             ..SearchQuery::default()
         })
@@ -291,6 +301,9 @@ pub fn verify_export(dir: &Path, public_key: Option<&str>) -> Result<bool> {
 }
 
 pub async fn hold_add(cfg: &Config, reason: String, text: Option<String>, filter: &ArchiveFilter) -> Result<()> {
+    if filter.kind.is_some() {
+        bail!("--kind: a legal hold keeps records of every kind");
+    }
     let archive = open_archive(cfg).await?;
     let q = filter.query(cfg, text)?;
     let id = archive
