@@ -1,7 +1,9 @@
 //! XEP-0115 Entity Capabilities: the `<c xmlns='http://jabber.org/protocol/caps'/>` element
 //! (in presence and stream features) and the verification string and hash computed from a
 //! disco#info result (§5.1), so a server can check what a client claims before caching it
-//! and advertise a stable hash of its own features.
+//! and advertise a stable hash of its own features. Also XEP-0390 Entity Capabilities 2.0:
+//! [`Caps2`] (`<c xmlns='urn:xmpp:caps'>` with XEP-0300 hashes) and its own hash input
+//! ([`caps2_input`], §4.1), with `sha-256` and `sha3-256`.
 
 use base64::Engine;
 use sha1::Digest as _;
@@ -134,6 +136,157 @@ pub fn hash(info: &DiscoInfo, hash: &str) -> Result<String, CapsError> {
     Ok(base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
+/// XEP-0390 Entity Capabilities 2.0.
+pub const NS_CAPS2: &str = "urn:xmpp:caps";
+/// XEP-0300 hash elements (`<hash algo='…'>base64</hash>`).
+pub const NS_HASHES2: &str = "urn:xmpp:hashes:2";
+/// Most `<hash/>` elements read from one `<c xmlns='urn:xmpp:caps'/>`.
+pub const MAX_CAPS2_HASHES: usize = 8;
+/// The XEP-0390 hash functions this crate computes (XEP-0300 names).
+pub const CAPS2_ALGOS: &[&str] = &["sha-256", "sha3-256"];
+
+/// A XEP-0390 `<c xmlns='urn:xmpp:caps'>` element: one hash of the same disco#info per
+/// algorithm, as `(algo, base64 value)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caps2 {
+    pub hashes: Vec<(String, String)>,
+}
+
+impl Caps2 {
+    /// The first hash this crate can verify, if any.
+    pub fn supported(&self) -> Option<(&str, &str)> {
+        self.hashes.iter().find(|(a, _)| CAPS2_ALGOS.contains(&a.as_str())).map(|(a, v)| (a.as_str(), v.as_str()))
+    }
+}
+
+/// The disco#info node an entity answers for a XEP-0390 hash (§3.2):
+/// `urn:xmpp:caps#<algo>.<base64>`.
+pub fn caps2_node(algo: &str, value: &str) -> String {
+    format!("{NS_CAPS2}#{algo}.{value}")
+}
+
+impl TryFrom<&Element> for Caps2 {
+    type Error = ParseError;
+    fn try_from(e: &Element) -> Result<Self, ParseError> {
+        check(e, "c", NS_CAPS2)?;
+        let mut hashes = Vec::new();
+        for h in e.elements() {
+            if !h.is("hash", NS_HASHES2) {
+                return Err(ParseError::UnexpectedChild(h.name.clone()));
+            }
+            if hashes.len() >= MAX_CAPS2_HASHES {
+                return Err(ParseError::ChildCount("too many hashes"));
+            }
+            let algo = req_attr(h, "algo")?;
+            let value = h.text();
+            let value = value.trim();
+            if algo.is_empty() || algo.len() > 64 {
+                return Err(ParseError::bad_value("algo", algo));
+            }
+            if value.is_empty() || value.len() > MAX_ATTR {
+                return Err(ParseError::bad_value("hash", value));
+            }
+            hashes.push((algo.to_owned(), value.to_owned()));
+        }
+        if hashes.is_empty() {
+            return Err(ParseError::MissingChild("hash"));
+        }
+        Ok(Caps2 { hashes })
+    }
+}
+
+impl From<Caps2> for Element {
+    fn from(c: Caps2) -> Element {
+        c.hashes.into_iter().fold(Element::new("c", NS_CAPS2), |e, (algo, value)| {
+            e.with_child(Element::new("hash", NS_HASHES2).with_attr("algo", algo).with_text(value))
+        })
+    }
+}
+
+/// XEP-0390 §4.1: the hash function input of a disco#info result. Unlike XEP-0115 it
+/// separates with the ASCII control characters (unit 0x1f, record 0x1e, group 0x1d, file
+/// 0x1c), which cannot occur in XML 1.0 text, so no input is ambiguous. Features come
+/// first, then identities, then extension forms (every field, `FORM_TYPE` included,
+/// sorted with its values sorted). Results §4.3 forbids caching (duplicates, forms without
+/// a hidden `FORM_TYPE`) are refused.
+pub fn caps2_input(info: &DiscoInfo) -> Result<Vec<u8>, CapsError> {
+    fn item(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(s.as_bytes());
+        out.push(0x1f);
+    }
+    fn sorted_with(mut parts: Vec<Vec<u8>>, end: u8) -> Result<Vec<u8>, ()> {
+        parts.sort();
+        if parts.windows(2).any(|w| w[0] == w[1]) {
+            return Err(());
+        }
+        let mut out = parts.concat();
+        out.push(end);
+        Ok(out)
+    }
+    let features = info.features.iter().map(|f| {
+        let mut b = Vec::new();
+        item(&mut b, f);
+        b
+    });
+    let mut out = sorted_with(features.collect(), 0x1c).map_err(|()| CapsError::DuplicateFeature)?;
+    let identities = info.identities.iter().map(|i| {
+        let mut b = Vec::new();
+        item(&mut b, &i.category);
+        item(&mut b, &i.type_);
+        item(&mut b, i.lang.as_deref().unwrap_or(""));
+        item(&mut b, i.name.as_deref().unwrap_or(""));
+        b.push(0x1e);
+        b
+    });
+    out.extend(sorted_with(identities.collect(), 0x1c).map_err(|()| CapsError::DuplicateIdentity)?);
+    let mut forms = Vec::new();
+    let mut form_types = Vec::new();
+    for x in &info.extensions {
+        let form = DataForm::try_from(x).map_err(|_| CapsError::BadForm)?;
+        let ft = form.field("FORM_TYPE").ok_or(CapsError::BadForm)?;
+        if ft.type_.as_deref() != Some("hidden") {
+            return Err(CapsError::BadForm);
+        }
+        form_types.push(ft.value().unwrap_or("").to_owned());
+        let fields = form.fields.iter().map(|f| {
+            let mut b = Vec::new();
+            item(&mut b, f.var.as_deref().unwrap_or(""));
+            let mut values: Vec<&String> = f.values.iter().collect();
+            values.sort();
+            for v in values {
+                item(&mut b, v);
+            }
+            b.push(0x1e);
+            b
+        });
+        forms.push(sorted_with(fields.collect(), 0x1d).map_err(|()| CapsError::BadForm)?);
+    }
+    form_types.sort();
+    if form_types.windows(2).any(|w| w[0] == w[1]) {
+        return Err(CapsError::BadForm);
+    }
+    out.extend(sorted_with(forms, 0x1c).map_err(|()| CapsError::BadForm)?);
+    Ok(out)
+}
+
+/// The XEP-0390 hash (base64) of a disco#info result with `algo` (`sha-256` or
+/// `sha3-256`).
+pub fn caps2_hash(info: &DiscoInfo, algo: &str) -> Result<String, CapsError> {
+    let input = caps2_input(info)?;
+    let digest = match algo {
+        "sha-256" => sha2::Sha256::digest(&input).to_vec(),
+        "sha3-256" => sha3::Sha3_256::digest(&input).to_vec(),
+        _ => return Err(CapsError::UnsupportedHash),
+    };
+    Ok(base64::engine::general_purpose::STANDARD.encode(digest))
+}
+
+/// The XEP-0390 `<c/>` of a disco#info result with every hash in [`CAPS2_ALGOS`].
+pub fn caps2_of(info: &DiscoInfo) -> Result<Caps2, CapsError> {
+    let hashes = CAPS2_ALGOS.iter().map(|a| Ok(((*a).to_owned(), caps2_hash(info, a)?))).collect::<Result<_, CapsError>>()?;
+    Ok(Caps2 { hashes })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +356,146 @@ mod tests {
         assert!(Caps::try_from(&Element::new("c", ns::CAPS).with_attr("node", "n")).is_err());
         assert!(Caps::try_from(&Element::new("c", ns::CAPS).with_attr("node", "n").with_attr("ver", "")).is_err());
         assert!(Caps::try_from(&Element::new("x", ns::CAPS)).is_err());
+    }
+
+    fn features(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// XEP-0390 §4.4, example 1 (BombusMod): input length and both hashes.
+    #[test]
+    fn caps2_example_1() {
+        let info = DiscoInfo {
+            node: None,
+            identities: vec![Identity::new("client", "mobile").with_name("BombusMod")],
+            features: features(&[
+                "http://jabber.org/protocol/si",
+                "http://jabber.org/protocol/bytestreams",
+                "http://jabber.org/protocol/chatstates",
+                "http://jabber.org/protocol/disco#info",
+                "http://jabber.org/protocol/disco#items",
+                "urn:xmpp:ping",
+                "jabber:iq:time",
+                "jabber:iq:privacy",
+                "jabber:iq:version",
+                "http://jabber.org/protocol/rosterx",
+                "urn:xmpp:time",
+                "jabber:x:oob",
+                "http://jabber.org/protocol/ibb",
+                "http://jabber.org/protocol/si/profile/file-transfer",
+                "urn:xmpp:receipts",
+                "jabber:iq:roster",
+                "jabber:iq:last",
+            ]),
+            extensions: vec![],
+        };
+        let input = caps2_input(&info).unwrap();
+        assert_eq!(input.len(), 0x1d9);
+        assert!(input.ends_with(b"client\x1fmobile\x1f\x1fBombusMod\x1f\x1e\x1c\x1c"));
+        assert_eq!(caps2_hash(&info, "sha-256").unwrap(), "kzBZbkqJ3ADrj7v08reD1qcWUwNGHaidNUgD7nHpiw8=");
+        assert_eq!(caps2_hash(&info, "sha3-256").unwrap(), "79mdYAfU9rEdTOcWDO7UEAt6E56SUzk/g6TnqUeuD9Q=");
+    }
+
+    /// XEP-0390 §4.4, example 2 (Tkabber: two languages and a software-info form).
+    #[test]
+    fn caps2_example_2() {
+        let mut en = Identity::new("client", "pc").with_name("Tkabber");
+        en.lang = Some("en".into());
+        let mut ru = Identity::new("client", "pc").with_name("Ткаббер");
+        ru.lang = Some("ru".into());
+        let form = DataForm::new("result", "urn:xmpp:dataforms:softwareinfo")
+            .with_field(Field::new("software", None, "Tkabber"))
+            .with_field(Field::new("software_version", None, "0.11.1-svn-20111216-mod (Tcl/Tk 8.6b2)"))
+            .with_field(Field::new("os", None, "Windows"))
+            .with_field(Field::new("os_version", None, "XP"));
+        let info = DiscoInfo {
+            node: None,
+            identities: vec![en, ru],
+            features: features(&[
+                "games:board",
+                "http://jabber.org/protocol/activity",
+                "http://jabber.org/protocol/activity+notify",
+                "http://jabber.org/protocol/bytestreams",
+                "http://jabber.org/protocol/chatstates",
+                "http://jabber.org/protocol/commands",
+                "http://jabber.org/protocol/disco#info",
+                "http://jabber.org/protocol/disco#items",
+                "http://jabber.org/protocol/evil",
+                "http://jabber.org/protocol/feature-neg",
+                "http://jabber.org/protocol/geoloc",
+                "http://jabber.org/protocol/geoloc+notify",
+                "http://jabber.org/protocol/ibb",
+                "http://jabber.org/protocol/iqibb",
+                "http://jabber.org/protocol/mood",
+                "http://jabber.org/protocol/mood+notify",
+                "http://jabber.org/protocol/rosterx",
+                "http://jabber.org/protocol/si",
+                "http://jabber.org/protocol/si/profile/file-transfer",
+                "http://jabber.org/protocol/tune",
+                "http://www.facebook.com/xmpp/messages",
+                "http://www.xmpp.org/extensions/xep-0084.html#ns-metadata+notify",
+                "jabber:iq:avatar",
+                "jabber:iq:browse",
+                "jabber:iq:dtcp",
+                "jabber:iq:filexfer",
+                "jabber:iq:ibb",
+                "jabber:iq:inband",
+                "jabber:iq:jidlink",
+                "jabber:iq:last",
+                "jabber:iq:oob",
+                "jabber:iq:privacy",
+                "jabber:iq:roster",
+                "jabber:iq:time",
+                "jabber:iq:version",
+                "jabber:x:data",
+                "jabber:x:event",
+                "jabber:x:oob",
+                "urn:xmpp:avatar:metadata+notify",
+                "urn:xmpp:ping",
+                "urn:xmpp:receipts",
+                "urn:xmpp:time",
+            ]),
+            extensions: vec![form.into()],
+        };
+        let input = caps2_input(&info).unwrap();
+        assert_eq!(input.len(), 0x543);
+        assert!(input.ends_with(b"\x1cFORM_TYPE\x1furn:xmpp:dataforms:softwareinfo\x1f\x1eos\x1fWindows\x1f\x1eos_version\x1fXP\x1f\x1esoftware\x1fTkabber\x1f\x1esoftware_version\x1f0.11.1-svn-20111216-mod (Tcl/Tk 8.6b2)\x1f\x1e\x1d\x1c"));
+        assert_eq!(caps2_hash(&info, "sha-256").unwrap(), "u79ZroNJbdSWhdSp311mddz44oHHPsEBntQ5b1jqBSY=");
+        assert_eq!(caps2_hash(&info, "sha3-256").unwrap(), "XpUJzLAc93258sMECZ3FJpebkzuyNXDzRNwQog8eycg=");
+        // The same disco#info gives a different XEP-0115 ver (the algorithms differ).
+        assert_ne!(hash(&info, "sha-256").unwrap(), caps2_hash(&info, "sha-256").unwrap());
+    }
+
+    #[test]
+    fn caps2_refuses_what_must_not_be_cached() {
+        let mut info = DiscoInfo { features: vec!["a".into(), "a".into()], ..DiscoInfo::default() };
+        assert_eq!(caps2_hash(&info, "sha-256"), Err(CapsError::DuplicateFeature));
+        info.features = vec!["a".into()];
+        assert_eq!(caps2_hash(&info, "sha-1"), Err(CapsError::UnsupportedHash));
+        info.identities = vec![Identity::new("client", "pc"), Identity::new("client", "pc")];
+        assert_eq!(caps2_hash(&info, "sha-256"), Err(CapsError::DuplicateIdentity));
+        info.identities = vec![];
+        info.extensions = vec![DataForm { type_: "result".into(), fields: vec![] }.into()];
+        assert_eq!(caps2_hash(&info, "sha-256"), Err(CapsError::BadForm));
+    }
+
+    #[test]
+    fn caps2_element_round_trip_and_invalid() {
+        let info = DiscoInfo { features: vec!["urn:x".into()], ..DiscoInfo::default() };
+        let c = caps2_of(&info).unwrap();
+        assert_eq!(c.hashes.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(), ["sha-256", "sha3-256"]);
+        let e: Element = c.clone().into();
+        assert_eq!(Caps2::try_from(&e).unwrap(), c);
+        assert_eq!(c.supported().map(|(a, _)| a), Some("sha-256"));
+        let only_unknown = Caps2 { hashes: vec![("blake2b-256".into(), "eA==".into())] };
+        assert_eq!(only_unknown.supported(), None);
+        assert_eq!(caps2_node("sha-256", "abc="), "urn:xmpp:caps#sha-256.abc=");
+        assert!(Caps2::try_from(&Element::new("c", NS_CAPS2)).is_err());
+        assert!(Caps2::try_from(&Element::new("c", NS_CAPS2).with_child(Element::new("hash", NS_HASHES2).with_attr("algo", "sha-256"))).is_err());
+        assert!(Caps2::try_from(&Element::new("c", NS_CAPS2).with_child(Element::new("x", NS_HASHES2))).is_err());
+        let many = (0..=MAX_CAPS2_HASHES).fold(Element::new("c", NS_CAPS2), |e, _| {
+            e.with_child(Element::new("hash", NS_HASHES2).with_attr("algo", "sha-256").with_text("eA=="))
+        });
+        assert!(Caps2::try_from(&many).is_err());
     }
 }

@@ -394,8 +394,9 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
         Element::new("sub", ns::PRE_APPROVAL),
         Element::new("sm", ns::SM),
         Element::new("csi", ns::CSI),
-        // XEP-0115 §6.3: the server's own capabilities.
+        // XEP-0115 §6.3: the server's own capabilities; and XEP-0390's.
         crate::modules::disco::server_caps(router).into(),
+        crate::modules::disco::server_caps2(router).into(),
     ]));
     conn.flush().await?;
     loop {

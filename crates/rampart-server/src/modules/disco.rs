@@ -40,6 +40,12 @@ pub fn server_caps(router: &Router) -> rampart_proto::caps::Caps {
     rampart_proto::caps::Caps { hash: Some("sha-1".into()), node: CAPS_NODE.into(), ver }
 }
 
+/// XEP-0390: the server's capabilities 2.0 (`<c xmlns='urn:xmpp:caps'/>` for the stream
+/// features), `sha-256` and `sha3-256` hashes of [`server_info`].
+pub fn server_caps2(router: &Router) -> rampart_proto::caps::Caps2 {
+    rampart_proto::caps::caps2_of(&server_info(router)).unwrap_or(rampart_proto::caps::Caps2 { hashes: vec![] })
+}
+
 #[async_trait]
 impl IqHandler for DiscoInfoHandler {
     fn features(&self) -> &'static [&'static str] {
@@ -51,7 +57,9 @@ impl IqHandler for DiscoInfoHandler {
         // XEP-0115 §6.2: the server answers for its own caps node too.
         if !to_account && let Some(node) = payload.attr("node") {
             let caps = server_caps(router);
-            if iq.attr("type") == Some("get") && node == caps.disco_node() {
+            // XEP-0390 §3.2: and for `urn:xmpp:caps#<algo>.<hash>` of each of its hashes.
+            let caps2 = || server_caps2(router).hashes.into_iter().any(|(a, v)| node == rampart_proto::caps::caps2_node(&a, &v));
+            if iq.attr("type") == Some("get") && (node == caps.disco_node() || caps2()) {
                 return Ok(Some(DiscoInfo { node: Some(node.to_owned()), ..server_info(router) }.into()));
             }
         }

@@ -1,7 +1,10 @@
-//! XEP-0115 entity capabilities of client sessions, for PEP's `+notify` filtering: which
-//! `ver` each available session announced, and the features behind each `ver`, learned by
-//! asking one session per `ver` for its disco#info and **verifying the hash** before the
-//! answer is cached (an unverifiable answer is not trusted for anyone).
+//! XEP-0115 and XEP-0390 entity capabilities of client sessions, for PEP's `+notify`
+//! filtering: which `ver` (XEP-0115) or hash (XEP-0390, preferred when a presence carries
+//! both) each available session announced, and the features behind it, learned by asking
+//! one session per `ver` for its disco#info and **verifying the hash** with that
+//! protocol's algorithm before the answer is cached (an unverifiable answer is not trusted
+//! for anyone). XEP-0390 hashes are cached under their disco node
+//! (`urn:xmpp:caps#<algo>.<hash>`), which no XEP-0115 `ver` can equal.
 //!
 //! Bounded: at most [`MAX_VERS`] cached `ver`s (then the cache starts over) and
 //! [`MAX_PENDING`] queries in flight.
@@ -9,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use rampart_proto::caps::{self, Caps};
+use rampart_proto::caps::{self, Caps, Caps2};
 use rampart_proto::disco::DiscoInfo;
 use rampart_proto::{Element, Jid, ns};
 
@@ -22,9 +25,26 @@ pub const MAX_FEATURES: usize = 512;
 
 pub type Features = Arc<HashSet<String>>;
 
+/// How an answer for a `ver` is verified.
+enum Check {
+    /// XEP-0115 with this hash function.
+    Legacy(String),
+    /// XEP-0390 with this algorithm and value.
+    Caps2 { algo: String, value: String },
+}
+
+impl Check {
+    fn verifies(&self, info: &DiscoInfo, ver: &str) -> Result<bool, caps::CapsError> {
+        match self {
+            Check::Legacy(hash) => caps::hash(info, hash).map(|v| v == ver),
+            Check::Caps2 { algo, value } => caps::caps2_hash(info, algo).map(|v| &v == value),
+        }
+    }
+}
+
 struct Pending {
     ver: String,
-    hash: String,
+    check: Check,
     asked: Jid,
 }
 
@@ -64,24 +84,34 @@ impl CapsCache {
         g.sessions.get(jid).and_then(|v| g.features.get(v)).cloned()
     }
 
+    /// What a presence announces: the cache key (`ver`), how to verify it, the node to ask.
+    fn announced(presence: &Element) -> Option<(String, Check, String)> {
+        if let Some(c2) = presence.child("c", caps::NS_CAPS2).and_then(|c| Caps2::try_from(c).ok())
+            && let Some((algo, value)) = c2.supported()
+        {
+            let node = caps::caps2_node(algo, value);
+            return Some((node.clone(), Check::Caps2 { algo: algo.to_owned(), value: value.to_owned() }, node));
+        }
+        let c = presence.child("c", ns::CAPS).and_then(|c| Caps::try_from(c).ok())?;
+        // Legacy caps (no hash) cannot be verified; they are not trusted.
+        let hash = c.hash.clone().filter(|h| matches!(h.as_str(), "sha-1" | "sha-256"))?;
+        Some((c.ver.clone(), Check::Legacy(hash), c.disco_node()))
+    }
+
     /// A session sent available presence (with or without `<c/>`).
     pub fn presence(&self, jid: &Jid, presence: &Element, domain: &str) -> Seen {
-        let Some(c) = presence.child("c", ns::CAPS).and_then(|c| Caps::try_from(c).ok()) else {
-            return Seen::Nothing;
-        };
-        // Legacy caps (no hash) cannot be verified; they are not trusted.
-        let Some(hash) = c.hash.clone().filter(|h| matches!(h.as_str(), "sha-1" | "sha-256")) else {
+        let Some((ver, check, disco_node)) = Self::announced(presence) else {
             return Seen::Nothing;
         };
         let mut g = self.lock();
-        let changed = g.sessions.get(jid) != Some(&c.ver);
+        let changed = g.sessions.get(jid) != Some(&ver);
         if changed {
-            g.sessions.insert(jid.clone(), c.ver.clone());
+            g.sessions.insert(jid.clone(), ver.clone());
         }
-        if let Some(f) = g.features.get(&c.ver) {
+        if let Some(f) = g.features.get(&ver) {
             return if changed { Seen::Known { features: f.clone(), changed } } else { Seen::Nothing };
         }
-        if let Some(w) = g.waiting.get_mut(&c.ver) {
+        if let Some(w) = g.waiting.get_mut(&ver) {
             if !w.contains(jid) && w.len() < 256 {
                 w.push(jid.clone());
             }
@@ -93,14 +123,14 @@ impl CapsCache {
             return Seen::Nothing;
         }
         let id = format!("caps-{:016x}", rand::random::<u64>());
-        g.pending.insert(id.clone(), Pending { ver: c.ver.clone(), hash, asked: jid.clone() });
-        g.waiting.insert(c.ver.clone(), vec![jid.clone()]);
+        g.pending.insert(id.clone(), Pending { ver: ver.clone(), check, asked: jid.clone() });
+        g.waiting.insert(ver, vec![jid.clone()]);
         let iq = Element::new("iq", ns::CLIENT)
             .with_attr("type", "get")
             .with_attr("id", id)
             .with_attr("from", domain)
             .with_attr("to", jid.as_str())
-            .with_child(Element::new("query", ns::DISCO_INFO).with_attr("node", c.disco_node()));
+            .with_child(Element::new("query", ns::DISCO_INFO).with_attr("node", disco_node));
         Seen::Ask(iq)
     }
 
@@ -118,8 +148,8 @@ impl CapsCache {
             return None;
         }
         let info = iq.child("query", ns::DISCO_INFO).and_then(|q| DiscoInfo::try_from(q).ok())?;
-        match caps::hash(&info, &p.hash) {
-            Ok(v) if v == p.ver => {}
+        match p.check.verifies(&info, &p.ver) {
+            Ok(true) => {}
             other => {
                 tracing::warn!(from = %from, ver = %p.ver, computed = ?other, "entity capabilities do not verify; not cached");
                 return None;
@@ -183,6 +213,39 @@ mod tests {
         let Seen::Ask(q) = cache.presence(&c, &presence("Zm9yZ2Vk"), "x") else { panic!("expected a query") };
         assert!(cache.response(&c, &answer(&q, info)).is_none());
         assert!(cache.features(&c).is_none());
+    }
+
+    fn presence2(algo: &str, value: &str) -> Element {
+        Element::new("presence", ns::CLIENT).with_child(Caps2 { hashes: vec![(algo.into(), value.into())] }.into())
+    }
+
+    #[test]
+    fn caps2_answers_are_verified_with_the_xep_0390_algorithm() {
+        let cache = CapsCache::default();
+        let (a, b) = (Jid::parse("a@x/1").unwrap(), Jid::parse("b@x/1").unwrap());
+        let info = DiscoInfo { features: vec!["urn:t+notify".into()], ..DiscoInfo::default() };
+        let value = caps::caps2_hash(&info, "sha-256").unwrap();
+        let Seen::Ask(q) = cache.presence(&a, &presence2("sha-256", &value), "x") else { panic!("expected a query") };
+        let node = q.child("query", ns::DISCO_INFO).and_then(|q| q.attr("node")).unwrap_or("");
+        assert_eq!(node, format!("urn:xmpp:caps#sha-256.{value}"));
+        assert!(cache.response(&a, &answer(&q, info.clone())).is_some());
+        assert!(cache.features(&a).is_some_and(|f| f.contains("urn:t+notify")));
+        // A second session with the same hash is known at once.
+        assert!(matches!(cache.presence(&b, &presence2("sha-256", &value), "x"), Seen::Known { changed: true, .. }));
+
+        // The XEP-0115 hash of the same info is not a valid XEP-0390 hash: not trusted.
+        let c = Jid::parse("c@x/1").unwrap();
+        let legacy = caps::hash(&info, "sha-256").unwrap();
+        let Seen::Ask(q) = cache.presence(&c, &presence2("sha-256", &legacy), "x") else { panic!("expected a query") };
+        assert!(cache.response(&c, &answer(&q, info.clone())).is_none());
+        assert!(cache.features(&c).is_none());
+        // An algorithm we cannot compute is ignored (no query).
+        let d = Jid::parse("d@x/1").unwrap();
+        assert!(matches!(cache.presence(&d, &presence2("blake2b-256", "eA=="), "x"), Seen::Nothing));
+        // sha3-256 works too.
+        let v3 = caps::caps2_hash(&info, "sha3-256").unwrap();
+        let Seen::Ask(q) = cache.presence(&d, &presence2("sha3-256", &v3), "x") else { panic!("expected a query") };
+        assert!(cache.response(&d, &answer(&q, info)).is_some());
     }
 
     #[test]
