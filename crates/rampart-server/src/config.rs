@@ -15,6 +15,8 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
     /// Secret that derives fake SCRAM salts for unknown users (kept in data_dir).
     pub server_secret: Vec<u8>,
+    /// XEP-0357 push notifications.
+    pub push: crate::modules::push::PushSettings,
 }
 
 /// Bounds on what clients may do. Defaults are documented in docs/config.md.

@@ -111,6 +111,8 @@ pub struct Router {
     pub s2s: std::sync::OnceLock<Arc<crate::s2s::S2s>>,
     /// XEP-0163 personal eventing state (entity capabilities cache).
     pub pep: modules::pep::Pep,
+    /// XEP-0357 push notification state (devices, notifications awaiting an answer).
+    pub push: modules::push::Push,
 }
 
 /// Every IQ namespace served, with its handler, in disco order.
@@ -131,6 +133,7 @@ fn default_handlers() -> Vec<(&'static str, Arc<dyn IqHandler>)> {
         (ns::CARBONS, Arc::new(modules::carbons::CarbonsHandler)),
         (rampart_proto::pubsub::NS, Arc::new(modules::pep::PepHandler)),
         (rampart_proto::pubsub::NS_OWNER, Arc::new(modules::pep::PepHandler)),
+        (modules::push::NS_PUSH, Arc::new(modules::push::PushHandler)),
     ]
 }
 
@@ -152,6 +155,7 @@ impl Router {
             components: HashMap::new(),
             s2s: std::sync::OnceLock::new(),
             pep: modules::pep::Pep::default(),
+            push: modules::push::Push::default(),
         })
     }
 
@@ -304,7 +308,7 @@ impl Router {
         // On an account's bare JID only account-level namespaces are served by the server.
         let handler = handler.filter(|_| match payload.ns.as_str() {
             ns::PRIVATE | ns::VCARD | ns::LAST | ns::BLOCKING | ns::PUBSUB | rampart_proto::pubsub::NS_OWNER => true, // handlers check the addressee
-            ns::ROSTER | ns::DISCO_INFO | ns::DISCO_ITEMS | ns::PING | modules::mam::NS_MAM => !to_other,
+            ns::ROSTER | ns::DISCO_INFO | ns::DISCO_ITEMS | ns::PING | modules::mam::NS_MAM | modules::push::NS_PUSH => !to_other,
             _ => !to_self && !to_other,
         });
         let answer = match handler {
@@ -402,7 +406,16 @@ impl Router {
         match el.name.as_str() {
             "message" => self.route_message(to, el, true).await,
             "presence" => Box::pin(presence::inbound(self, to, el)).await,
-            "iq" => self.route_iq(to, el),
+            "iq" => {
+                // XEP-0357: an app server's answer to a notification sent from the account.
+                if to.is_bare()
+                    && matches!(el.attr("type"), Some("result" | "error"))
+                    && modules::push::on_answer(self, to, &el).await
+                {
+                    return;
+                }
+                self.route_iq(to, el)
+            }
             _ => {}
         }
     }
@@ -526,6 +539,10 @@ impl Router {
             if !r.send(el.clone()) {
                 lost = Some(el.clone());
             }
+        }
+        if lost.is_none() {
+            // XEP-0357: devices of the account that are not connected hear of it.
+            modules::push::on_message(self, to, &el).await;
         }
         if let Some(el) = lost
             && !matches!(el.attr("type"), Some("error" | "headline" | "groupchat"))

@@ -39,6 +39,8 @@ pub struct Resource {
     pub interested: bool,
     /// Enabled XEP-0280 message carbons.
     pub carbons: bool,
+    /// The connection broke and the XEP-0198 session waits to be resumed (its queue fills).
+    pub hibernating: bool,
 }
 
 impl Resource {
@@ -66,7 +68,7 @@ impl Sessions {
         let mut map = self.by_bare.write().unwrap_or_else(|e| e.into_inner());
         let list = map.entry(jid.bare_str().to_owned()).or_default();
         let old = list.iter().position(|r| r.jid == jid).map(|i| list.remove(i));
-        list.push(Resource { id, jid, tx, priority: None, presence: None, interested: false, carbons: false });
+        list.push(Resource { id, jid, tx, priority: None, presence: None, interested: false, carbons: false, hibernating: false });
         old
     }
 
@@ -145,6 +147,14 @@ impl Sessions {
         let mut map = self.by_bare.write().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = map.get_mut(jid.bare_str()).and_then(|l| l.iter_mut().find(|r| r.id == id)) {
             r.carbons = on;
+        }
+    }
+
+    /// Mark a session as hibernating (XEP-0198, connection lost) or connected again.
+    pub fn set_hibernating(&self, id: SessionId, jid: &Jid, on: bool) {
+        let mut map = self.by_bare.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = map.get_mut(jid.bare_str()).and_then(|l| l.iter_mut().find(|r| r.id == id)) {
+            r.hibernating = on;
         }
     }
 

@@ -38,9 +38,57 @@ pub struct FileConfig {
     /// Federation (server-to-server) on the `listen.s2s` listener.
     #[serde(default)]
     pub s2s: crate::federation::S2sFileConfig,
+    /// Push notifications to mobile devices' app servers (XEP-0357).
+    #[serde(default)]
+    pub push: PushConfig,
     /// XMPP over WebSocket (RFC 7395) on the `listen.http` listener.
     #[serde(default)]
     pub websocket: crate::websocket::WebSocketConfig,
+}
+
+/// `[push]`: XEP-0357 push notifications (what the app servers are told, and how often).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    pub enabled: bool,
+    /// Tell the app server who sent the last message (off: enterprise privacy).
+    pub include_sender: bool,
+    /// Tell the app server what the last message said (off: enterprise privacy).
+    pub include_body: bool,
+    /// At most one notification per device per this many seconds while it is away.
+    pub min_interval_secs: u64,
+    /// Registrations (devices) kept per account; the least recently enabled goes first.
+    pub max_devices: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        let d = rampart_server::modules::push::PushSettings::default();
+        PushConfig {
+            enabled: d.enabled,
+            include_sender: d.include_sender,
+            include_body: d.include_body,
+            min_interval_secs: d.min_interval.as_secs(),
+            max_devices: d.max_per_account,
+        }
+    }
+}
+
+/// Validate `[push]` into the server's settings.
+fn push_settings(p: &PushConfig, source: &str) -> Result<rampart_server::modules::push::PushSettings> {
+    if !(1..=86_400).contains(&p.min_interval_secs) {
+        bail!("{source}: push.min_interval_secs: must be between 1 and 86400");
+    }
+    if !(1..=64).contains(&p.max_devices) {
+        bail!("{source}: push.max_devices: must be between 1 and 64");
+    }
+    Ok(rampart_server::modules::push::PushSettings {
+        enabled: p.enabled,
+        include_sender: p.include_sender,
+        include_body: p.include_body,
+        min_interval: Duration::from_secs(p.min_interval_secs),
+        max_per_account: p.max_devices,
+    })
 }
 
 /// `[muc]`: the group chat service and the administrator's policy for it.
@@ -228,6 +276,8 @@ pub struct Config {
     pub websocket: Option<crate::websocket::WebSocketSetup>,
     /// Federation (`None` unless `[s2s] enabled = true`).
     pub s2s: Option<crate::federation::S2sSettings>,
+    /// XEP-0357 push notifications.
+    pub push: rampart_server::modules::push::PushSettings,
     /// Where it came from, for messages.
     pub source: String,
 }
@@ -326,6 +376,7 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
         bail!("{source}: archive.checkpoint_every_records, archive.checkpoint_interval_secs and archive.segment_max_records must be at least 1");
     }
     Ok(Config {
+        push: push_settings(&file.push, source)?,
         guard,
         archive: file.archive,
         muc: muc_settings(&file.muc, &domain, source)?,
@@ -464,6 +515,26 @@ mod tests {
             ("colour = 1", "colour"),
         ] {
             let e = parse(&format!("[muc]\n{bad}\n"), "t", None).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn push_defaults_and_bounds() {
+        let p = parse("", "t", None).unwrap().push;
+        assert!(p.enabled && !p.include_sender && !p.include_body);
+        assert_eq!((p.min_interval.as_secs(), p.max_per_account), (30, 8));
+        let p = parse("[push]\nenabled = false\ninclude_body = true\nmin_interval_secs = 5\nmax_devices = 2\n", "t", None).unwrap().push;
+        assert!(!p.enabled && p.include_body && !p.include_sender);
+        assert_eq!((p.min_interval.as_secs(), p.max_per_account), (5, 2));
+        for (bad, key) in [
+            ("min_interval_secs = 0", "push.min_interval_secs"),
+            ("max_devices = 0", "push.max_devices"),
+            ("max_devices = 1000", "push.max_devices"),
+            ("include_body = \"yes\"", "push.include_body"),
+            ("colour = 1", "colour"),
+        ] {
+            let e = parse(&format!("[push]\n{bad}\n"), "t", None).unwrap_err().to_string();
             assert!(e.contains(key), "{bad}: {e}");
         }
     }

@@ -219,6 +219,7 @@ pub async fn serve(cfg: Config) -> Result<()> {
         c2s_tls: cfg.c2s_tls,
         limits: cfg.limits.clone(),
         server_secret: server_secret(&cfg.data_dir)?,
+        push: cfg.push.clone(),
     };
     let mut server = Server::new(server_config, stores, services, tls)?;
     if let Some(muc) = &cfg.muc {

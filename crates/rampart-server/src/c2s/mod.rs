@@ -158,6 +158,7 @@ async fn establish(shared: &Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, di
         }
         Bound::Resumed(h) => {
             tracing::info!(%peer, jid = %h.ctx.jid, unacked = h.sm.unacked.len(), "session resumed");
+            crate::modules::push::resumed(&shared.router, &h.ctx);
             (h.ctx, h.rx, Some(h.sm))
         }
     };
@@ -656,6 +657,8 @@ async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
     let resumable = sm.as_ref().and_then(|s| s.resume_id.clone());
     if let (End::Broken, Some(id), Some(sm)) = (&end, resumable, sm.take()) {
         tracing::info!(%peer, jid = %ctx.jid, unacked = sm.unacked.len(), "connection lost; session hibernates for resumption");
+        // XEP-0357: the device is gone for now; its push service hears of what waits.
+        crate::modules::push::hibernated(router, &ctx, sm.unacked.iter().map(|(_, el)| el)).await;
         shared.hibernation.put(id.clone(), sm::Hibernated { ctx, rx, sm });
         let shared = shared.clone();
         let timeout = shared.router.config.limits.resume_timeout;

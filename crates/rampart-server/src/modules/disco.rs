@@ -75,6 +75,10 @@ impl IqHandler for DiscoInfoHandler {
                 features: {
                     let mut f = vec![ns::DISCO_INFO.to_owned()];
                     f.extend(crate::modules::pep::FEATURES.iter().map(|s| (*s).to_owned()));
+                    // XEP-0357 §5: the account can register app servers.
+                    if router.config.push.enabled {
+                        f.push(crate::modules::push::NS_PUSH.to_owned());
+                    }
                     if router.services.archive.is_some() {
                         f.push(crate::modules::mam::NS_MAM.to_owned());
                         // XEP-0359: delivered copies carry the archive's stanza-id.

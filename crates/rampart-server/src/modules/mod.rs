@@ -12,6 +12,7 @@ pub mod offline;
 pub mod pep;
 pub mod ping;
 pub mod presence;
+pub mod push;
 pub mod private;
 pub mod roster;
 pub mod session;

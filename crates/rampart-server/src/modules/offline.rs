@@ -26,7 +26,11 @@ pub async fn store(router: &Router, to: &Jid, el: Element) {
     let now = Utc::now().timestamp_millis();
     let sender = el.attr("from").and_then(|f| Jid::parse(f).ok()).map(|f| f.bare_str().to_owned()).unwrap_or_default();
     match router.stores.offline.push(to.bare_str(), &sender, &xml, now, router.config.limits.offline_limit).await {
-        Ok(_) => {}
+        Ok(_) => {
+            // XEP-0357: wake the account's devices (outside the offline lock).
+            drop(_guard);
+            crate::modules::push::on_message(router, to, &el).await;
+        }
         Err(StoreError::QuotaExceeded) => {
             if crate::pipeline::is_archivable(&el) {
                 let verdict = rampart_archive::Verdict::Bounced { condition: "resource-constraint".into() };

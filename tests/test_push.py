@@ -1,0 +1,370 @@
+"""XEP-0357 Push Notifications (issue #7, XEP-0479 Mobile).
+
+A phone registers its app server with ``<enable xmlns='urn:xmpp:push:0' jid node>``
+(optionally with a publish-options form) and disconnects; when a message arrives for it,
+the server publishes a notification to that node, from the account's bare JID.
+
+The app server here is a stand-in: a local slixmpp client whose full JID is the push
+service JID; it records each publish IQ and answers with a result (or, in the error-path
+test, with an error). slixmpp 1.17 has no XEP-0357 plugin, so the enable and disable
+elements are small slixmpp stanza plugins defined below (publish-options use slixmpp's
+XEP-0004 form).
+
+Covers: the account advertises urn:xmpp:push:0; after the device logs out, a message to it
+gives exactly one notification with the summary form (message-count) and neither body nor
+sender (the enterprise default), with the registration's publish-options; a burst gives one
+notification (rate limit); a device whose TCP connection dies while its XEP-0198 session
+hibernates is notified, a connected one is not; disable stops notifications; an app server's
+item-not-found disables that registration only; registrations survive a restart; a message
+the guard blocks (EICAR) wakes nobody; malformed enable requests get bad-request and a push
+service on another domain is refused while federation is off; with include_body and
+include_sender on, the summary carries them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from slixmpp import Iq
+from slixmpp.plugins.xep_0004 import Form
+from slixmpp.xmlstream import ElementBase, register_stanza_plugin
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from rampart_harness import (
+    NS_CLIENT, NS_DISCO_INFO, RampartServer, StanzaBox, make_client, send_msg_id,
+    stanza_error,
+)
+
+NS_PUSH = "urn:xmpp:push:0"
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_DATA = "jabber:x:data"
+PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
+SUMMARY = "urn:xmpp:push:summary"
+WORK = Path(__file__).resolve().parent / ".work"
+
+# Short enough for the tests to wait it out; a burst still gives one notification.
+MIN_INTERVAL = 3
+
+EICAR = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+class PushEnable(ElementBase):
+    name = "enable"
+    namespace = NS_PUSH
+    plugin_attrib = "push_enable"
+    interfaces = {"jid", "node"}
+
+
+class PushDisable(ElementBase):
+    name = "disable"
+    namespace = NS_PUSH
+    plugin_attrib = "push_disable"
+    interfaces = {"jid", "node"}
+
+
+register_stanza_plugin(Iq, PushEnable)
+register_stanza_plugin(Iq, PushDisable)
+register_stanza_plugin(PushEnable, Form)
+
+
+def push_config(extra: str = "") -> str:
+    return f"[push]\nmin_interval_secs = {MIN_INTERVAL}\n{extra}"
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = RampartServer(WORK / "test_push", extra_toml=push_config())
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+class AppServer:
+    """The stand-in push service: records publishes, answers result or an error."""
+
+    def __init__(self, client, fail_nodes: dict[str, tuple[str, str]] | None = None):
+        self.client = client
+        self.jid = str(client.boundjid.full)
+        self.pushes = StanzaBox()
+        # node -> (error type, condition) to answer with.
+        self.fail_nodes = dict(fail_nodes or {})
+        client.register_handler(Callback(
+            "test: push publish", MatchXPath(f"{{{NS_CLIENT}}}iq/{{{NS_PUBSUB}}}pubsub"),
+            self._on_publish))
+
+    def _on_publish(self, iq) -> None:
+        if iq["type"] != "set":
+            return
+        self.pushes.put(iq)
+        node = publish_node(iq)
+        reply = iq.reply(clear=True)
+        if node in self.fail_nodes:
+            reply["type"] = "error"
+            reply["error"]["type"], reply["error"]["condition"] = self.fail_nodes[node]
+        reply.send()
+
+    async def wait_push(self, node: str, timeout: float = 15):
+        return await self.pushes.wait_for(lambda iq: publish_node(iq) == node, timeout,
+                                          f"a push notification for node {node}")
+
+    async def assert_no_push(self, node: str, within: float = 2.0):
+        await self.pushes.assert_none(lambda iq: publish_node(iq) == node, within,
+                                      f"push notification for node {node}")
+
+
+def publish_node(iq) -> str | None:
+    p = iq.xml.find(f"{{{NS_PUBSUB}}}pubsub/{{{NS_PUBSUB}}}publish")
+    return None if p is None else p.get("node")
+
+
+def form_fields(x: ET.Element) -> dict[str, str]:
+    out = {}
+    for f in x.findall(f"{{{NS_DATA}}}field"):
+        v = f.find(f"{{{NS_DATA}}}value")
+        out[f.get("var")] = v.text if v is not None else None
+    return out
+
+
+def summary_of(iq) -> dict[str, str]:
+    x = iq.xml.find(f"{{{NS_PUBSUB}}}pubsub/{{{NS_PUBSUB}}}publish/{{{NS_PUBSUB}}}item/"
+                    f"{{{NS_PUSH}}}notification/{{{NS_DATA}}}x")
+    assert x is not None, f"no summary form in the notification: {iq}"
+    return form_fields(x)
+
+
+def publish_options_of(iq) -> dict[str, str] | None:
+    x = iq.xml.find(f"{{{NS_PUBSUB}}}pubsub/{{{NS_PUBSUB}}}publish-options/{{{NS_DATA}}}x")
+    return None if x is None else form_fields(x)
+
+
+async def app_server(clients, new_user, fail_nodes=None) -> AppServer:
+    c = await clients(new_user("appsrv"), "push")
+    return AppServer(c, fail_nodes)
+
+
+async def enable(client, service: str, node: str, secret: str | None = None):
+    iq = client.Iq()
+    iq["type"] = "set"
+    iq["push_enable"]["jid"] = service
+    iq["push_enable"]["node"] = node
+    if secret is not None:
+        form = Form()
+        form["type"] = "submit"
+        form.add_field(var="FORM_TYPE", ftype="hidden", value=PUBLISH_OPTIONS)
+        form.add_field(var="secret", value=secret)
+        iq["push_enable"].append(form)
+    return await iq.send(timeout=15)
+
+
+async def disable(client, service: str, node: str | None = None):
+    iq = client.Iq()
+    iq["type"] = "set"
+    iq["push_disable"]["jid"] = service
+    if node:
+        iq["push_disable"]["node"] = node
+    return await iq.send(timeout=15)
+
+
+async def online(clients, user, resource="pc"):
+    c = await clients(user, resource)
+    await c.go_online()
+    return c
+
+
+def node_name() -> str:
+    return "dev-" + secrets.token_hex(6)
+
+
+async def test_account_advertises_push(server, new_user, clients):
+    bob = new_user("bob")
+    c = await clients(bob, "phone")
+    resp = await c.iq("get", f"<query xmlns='{NS_DISCO_INFO}'/>", to=bob.jid)
+    feats = {f.get("var") for f in resp.xml.iter(f"{{{NS_DISCO_INFO}}}feature")}
+    assert NS_PUSH in feats, feats
+
+
+async def test_logged_out_device_gets_one_summary_without_body_or_sender(server, new_user, clients):
+    app = await app_server(clients, new_user)
+    alice, bob = new_user("alice"), new_user("bob")
+    phone = await clients(bob, "phone")
+    node = node_name()
+    r = await enable(phone, app.jid, node, secret="s3cr3t-token")
+    assert r["type"] == "result", r
+    await phone.logout()
+    a = await online(clients, alice)
+    a.send_msg(bob.jid, "the quarterly numbers are in")
+    push = await app.wait_push(node)
+    assert push["from"].full == bob.jid, push["from"]
+    fields = summary_of(push)
+    assert fields.get("FORM_TYPE") == SUMMARY, fields
+    assert fields.get("message-count") == "1", fields
+    assert "last-message-body" not in fields and "last-message-sender" not in fields, fields
+    assert "quarterly" not in str(push) and alice.jid not in str(push), push
+    assert publish_options_of(push) == {"FORM_TYPE": PUBLISH_OPTIONS, "secret": "s3cr3t-token"}
+    # A burst while the device is away: still that one notification (rate limit).
+    a.send_msg(bob.jid, "second")
+    a.send_msg(bob.jid, "third")
+    await a.sync()
+    await app.assert_no_push(node, within=MIN_INTERVAL - 1)
+    # The messages wait offline for the device, with nothing lost.
+    phone2 = await clients(bob, "phone")
+    await phone2.go_online()
+    bodies = [m["body"] for m in await phone2.messages.collect(3, lambda m: m["body"])]
+    assert bodies == ["the quarterly numbers are in", "second", "third"], bodies
+
+
+async def test_hibernating_session_is_notified_connected_one_is_not(server, new_user, clients):
+    app = await app_server(clients, new_user)
+    alice, bob = new_user("alice"), new_user("bob")
+    phone = clients.new(bob, "phone")
+    phone.register_plugin("xep_0198")
+    enabled = asyncio.Event()
+    phone.add_event_handler("sm_enabled", lambda _e: enabled.set())
+    await phone.login()
+    await asyncio.wait_for(enabled.wait(), 15)
+    await phone.go_online()
+    node = node_name()
+    assert (await enable(phone, app.jid, node))["type"] == "result"
+    a = await online(clients, alice)
+    # Connected: the message goes to the phone, the app server hears nothing.
+    a.send_msg(bob.jid, "while connected")
+    await phone.wait_message(lambda m: m["body"] == "while connected")
+    await app.assert_no_push(node, within=1.5)
+    # The TCP connection dies; the session hibernates for resumption.
+    phone.kill()
+    await asyncio.sleep(1.0)
+    a.send_msg(bob.jid, "while the phone sleeps")
+    push = await app.wait_push(node)
+    assert summary_of(push).get("FORM_TYPE") == SUMMARY
+    assert publish_options_of(push) is None
+    await app.assert_no_push(node, within=1.0)
+
+
+async def test_disable_stops_notifications(server, new_user, clients):
+    app = await app_server(clients, new_user)
+    alice, bob = new_user("alice"), new_user("bob")
+    phone = await clients(bob, "phone")
+    kept, dropped = node_name(), node_name()
+    for n in (kept, dropped):
+        assert (await enable(phone, app.jid, n))["type"] == "result"
+    assert (await disable(phone, app.jid, dropped))["type"] == "result"
+    await phone.logout()
+    a = await online(clients, alice)
+    a.send_msg(bob.jid, "one")
+    await app.wait_push(kept)
+    await app.assert_no_push(dropped, within=1.5)
+    # Disabling the whole service (no node) removes the rest.
+    phone = await clients(bob, "phone")
+    assert (await disable(phone, app.jid))["type"] == "result"
+    await phone.logout()
+    await asyncio.sleep(MIN_INTERVAL + 0.5)
+    a.send_msg(bob.jid, "two")
+    await a.sync()
+    await app.assert_no_push(kept, within=2.5)
+    await app.assert_no_push(dropped, within=0.1)
+
+
+async def test_app_server_error_disables_that_registration(server, new_user, clients):
+    gone = node_name()
+    app = await app_server(clients, new_user, fail_nodes={gone: ("cancel", "item-not-found")})
+    alice, bob = new_user("alice"), new_user("bob")
+    phone = await clients(bob, "phone")
+    ok = node_name()
+    for n in (gone, ok):
+        assert (await enable(phone, app.jid, n))["type"] == "result"
+    await phone.logout()
+    a = await online(clients, alice)
+    a.send_msg(bob.jid, "first")
+    await app.wait_push(gone)
+    await app.wait_push(ok)
+    # After the rate-limit window only the registration the app server still knows is used.
+    await asyncio.sleep(MIN_INTERVAL + 0.5)
+    a.send_msg(bob.jid, "second")
+    push = await app.wait_push(ok)
+    assert summary_of(push).get("message-count") == "2", summary_of(push)
+    await app.assert_no_push(gone, within=2.0)
+
+
+async def test_registration_survives_restart(server, new_user, clients):
+    alice, bob, appuser = new_user("alice"), new_user("bob"), new_user("appsrv")
+    phone = await clients(bob, "phone")
+    node = node_name()
+    service = f"{appuser.jid}/push"
+    assert (await enable(phone, service, node))["type"] == "result"
+    await phone.logout()
+    server.restart()
+    app = AppServer(await clients(appuser, "push"))
+    a = await online(clients, alice)
+    a.send_msg(bob.jid, "after the restart")
+    push = await app.wait_push(node)
+    assert summary_of(push).get("message-count") == "1"
+
+
+async def test_blocked_message_wakes_nobody(server, new_user, clients):
+    app = await app_server(clients, new_user)
+    alice, bob = new_user("alice"), new_user("bob")
+    phone = await clients(bob, "phone")
+    node = node_name()
+    assert (await enable(phone, app.jid, node))["type"] == "result"
+    await phone.logout()
+    a = await online(clients, alice)
+    mid = send_msg_id(a, bob.jid, f"open this: {EICAR}")
+    err = await a.wait_message(lambda m: m["id"] == mid and m["type"] == "error")
+    assert stanza_error(err)[0] == "policy-violation", err
+    await app.assert_no_push(node, within=2.0)
+    # The registration works: a clean message does wake the phone.
+    a.send_msg(bob.jid, "a clean one")
+    await app.wait_push(node)
+
+
+async def test_bad_enable_requests(server, new_user, clients):
+    bob = new_user("bob")
+    phone = await clients(bob, "phone")
+    cases = [
+        ("set", f"<enable xmlns='{NS_PUSH}' jid='push.localhost'/>", "bad-request"),
+        ("set", f"<enable xmlns='{NS_PUSH}' node='n'/>", "bad-request"),
+        ("set", f"<enable xmlns='{NS_PUSH}' jid='a@b@c' node='n'/>", "bad-request"),
+        ("set", f"<enable xmlns='{NS_PUSH}' jid='push.localhost' node='n'>"
+                f"<x xmlns='{NS_DATA}' type='submit'><field var='FORM_TYPE'><value>urn:other</value>"
+                f"</field></x></enable>", "bad-request"),
+        ("get", f"<enable xmlns='{NS_PUSH}' jid='push.localhost' node='n'/>", "bad-request"),
+        # Federation is off here: a push service on another domain could never be reached.
+        ("set", f"<enable xmlns='{NS_PUSH}' jid='p2.siacs.eu' node='n'/>", "not-allowed"),
+    ]
+    for ty, payload, want in cases:
+        resp = await phone.iq(ty, payload)
+        assert resp["type"] == "error" and stanza_error(resp)[0] == want, (payload, resp)
+    # The session is still fine.
+    await phone.sync()
+
+
+async def test_body_and_sender_when_the_administrator_allows_them():
+    srv = RampartServer(WORK / "test_push_include",
+                        extra_toml=push_config("include_body = true\ninclude_sender = true\n"))
+    srv.start()
+    made = []
+    try:
+        alice, bob, appuser = srv.add_user("alice"), srv.add_user("bob"), srv.add_user("appsrv")
+        for u, r in ((appuser, "push"), (bob, "phone"), (alice, "pc")):
+            c = make_client(srv, u, r)
+            made.append(c)
+            await c.login()
+        appc, phone, a = made
+        app = AppServer(appc)
+        node = node_name()
+        assert (await enable(phone, app.jid, node))["type"] == "result"
+        await phone.logout()
+        await a.go_online()
+        a.send_msg(bob.jid, "lunch at noon?")
+        fields = summary_of(await app.wait_push(node))
+        assert fields.get("last-message-body") == "lunch at noon?", fields
+        assert fields.get("last-message-sender") == alice.jid, fields
+    finally:
+        for c in made:
+            c.kill()
+        srv.stop()
