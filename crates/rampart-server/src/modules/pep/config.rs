@@ -19,7 +19,7 @@ pub enum AccessModel {
     Presence,
     /// Contacts in the allowed roster groups.
     Roster,
-    /// The owner only (affiliations are not implemented: no one else is whitelisted).
+    /// The owner and the entities it made `member` or `publisher` (see `super::subs`).
     Whitelist,
 }
 
