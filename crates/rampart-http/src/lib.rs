@@ -10,10 +10,13 @@
 //! - [`sniff`] tells what a file really is; [`sign`] makes the HMAC-signed, expiring URLs.
 //! - [`websocket`] is the RFC 7395 endpoint and XEP-0156 discovery; the XMPP session behind
 //!   it is a [`websocket::WebSocketHandler`] the binary supplies.
+//! - [`bosh`] is the XEP-0124/XEP-0206 endpoint (`POST /http-bind`, CORS); the BOSH
+//!   sessions behind it are a [`bosh::BoshHandler`] the binary supplies.
 //!
 //! This crate depends on the store, guard and archive crates, never on `rampart-server`:
 //! the binary wires the XMPP slot-request component to [`service::Uploads`].
 
+pub mod bosh;
 pub mod listener;
 pub mod routes;
 pub mod service;
@@ -25,7 +28,8 @@ pub use listener::{HttpLimits, http_tls, serve};
 pub use routes::app;
 pub use service::{Refusal, Slot, SlotError, SlotRequest, UploadSettings, Uploads};
 pub use sniff::Category;
-pub use websocket::{WebSocketHandler, WsIncoming, WsSessionFuture, websocket_app, websocket_routes};
+pub use bosh::{BoshFuture, BoshHandler, Cors, bosh_routes};
+pub use websocket::{AltConnections, WebSocketHandler, WsIncoming, WsSessionFuture, discovery_routes, web_app, websocket_routes};
 /// The HTTP application type, for the binary to combine routes.
 pub use axum::Router as HttpRouter;
 

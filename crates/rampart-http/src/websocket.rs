@@ -1,6 +1,7 @@
 //! XMPP over WebSocket (RFC 7395) on the HTTPS listener, transport side only: the
 //! `/xmpp-websocket` upgrade (subprotocol `xmpp` required, message and frame sizes bounded)
-//! and the XEP-0156 discovery files `/.well-known/host-meta` and `host-meta.json`.
+//! and the XEP-0156 discovery files `/.well-known/host-meta` and `host-meta.json` (which
+//! list the WebSocket and the BOSH endpoints, whichever are on).
 //!
 //! This crate knows nothing of XMPP sessions: after the upgrade, the WebSocket is turned
 //! into two bounded channels of whole text messages and handed to a [`WebSocketHandler`]
@@ -24,9 +25,31 @@ use tokio::sync::mpsc;
 /// The path of the WebSocket endpoint.
 pub const WEBSOCKET_PATH: &str = "/xmpp-websocket";
 
-/// Serve only the WebSocket routes (when uploads are off): everything else is 404.
-pub fn websocket_app(handler: Arc<dyn WebSocketHandler>, websocket_url: &str) -> Router {
-    websocket_routes(handler, websocket_url).fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+/// Serve only web-client routes (when uploads are off): everything else is 404.
+pub fn web_app(routes: Router) -> Router {
+    routes.fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+}
+
+/// The alternative connection methods advertised by XEP-0156 host-meta.
+#[derive(Clone, Debug, Default)]
+pub struct AltConnections {
+    /// `wss://host[:port]/xmpp-websocket` (`urn:xmpp:alt-connections:websocket`).
+    pub websocket: Option<String>,
+    /// `https://host[:port]/http-bind` (`urn:xmpp:alt-connections:xbosh`).
+    pub bosh: Option<String>,
+}
+
+impl AltConnections {
+    fn links(&self) -> Vec<(&'static str, &str)> {
+        let mut v = Vec::new();
+        if let Some(u) = &self.websocket {
+            v.push(("urn:xmpp:alt-connections:websocket", u.as_str()));
+        }
+        if let Some(u) = &self.bosh {
+            v.push(("urn:xmpp:alt-connections:xbosh", u.as_str()));
+        }
+        v
+    }
 }
 
 /// Messages buffered per direction between the WebSocket and the XMPP session.
@@ -49,14 +72,16 @@ pub trait WebSocketHandler: Send + Sync + 'static {
     fn serve(&self, peer: SocketAddr, incoming: mpsc::Receiver<WsIncoming>, outgoing: mpsc::Sender<String>) -> WsSessionFuture;
 }
 
-/// The routes: `GET /xmpp-websocket` (upgrade) and the two XEP-0156 host-meta files
-/// advertising `websocket_url` (`wss://host[:port]/xmpp-websocket`).
-pub fn websocket_routes(handler: Arc<dyn WebSocketHandler>, websocket_url: &str) -> Router {
-    let xrd = host_meta_xml(websocket_url);
-    let json = host_meta_json(websocket_url);
+/// The route `GET /xmpp-websocket` (upgrade).
+pub fn websocket_routes(handler: Arc<dyn WebSocketHandler>) -> Router {
+    Router::new().route(WEBSOCKET_PATH, get(upgrade)).with_state(handler)
+}
+
+/// The two XEP-0156 host-meta files advertising `links`.
+pub fn discovery_routes(links: &AltConnections) -> Router {
+    let xrd = host_meta_xml(links);
+    let json = host_meta_json(links);
     Router::new()
-        .route(WEBSOCKET_PATH, get(upgrade))
-        .with_state(handler)
         .route(
             "/.well-known/host-meta",
             get(move || async move { discovery("application/xrd+xml; charset=utf-8", xrd.clone()) }),
@@ -72,18 +97,21 @@ fn discovery(content_type: &'static str, body: String) -> Response {
 }
 
 /// The XRD document of XEP-0156 §3.2.
-pub fn host_meta_xml(websocket_url: &str) -> String {
-    let mut href = Vec::new();
-    rampart_xml_escape(websocket_url, &mut href);
-    format!(
-        "<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n  <Link rel=\"urn:xmpp:alt-connections:websocket\" href=\"{}\"/>\n</XRD>\n",
-        String::from_utf8_lossy(&href)
-    )
+pub fn host_meta_xml(links: &AltConnections) -> String {
+    let mut out = String::from("<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n");
+    for (rel, url) in links.links() {
+        let mut href = Vec::new();
+        rampart_xml_escape(url, &mut href);
+        out.push_str(&format!("  <Link rel=\"{rel}\" href=\"{}\"/>\n", String::from_utf8_lossy(&href)));
+    }
+    out.push_str("</XRD>\n");
+    out
 }
 
 /// The JSON form (XEP-0156 §3.3, RFC 6415 JRD).
-pub fn host_meta_json(websocket_url: &str) -> String {
-    serde_json::json!({ "links": [ { "rel": "urn:xmpp:alt-connections:websocket", "href": websocket_url } ] }).to_string()
+pub fn host_meta_json(links: &AltConnections) -> String {
+    let links: Vec<_> = links.links().into_iter().map(|(rel, href)| serde_json::json!({ "rel": rel, "href": href })).collect();
+    serde_json::json!({ "links": links }).to_string()
 }
 
 /// Attribute escaping for the XRD (this crate has no XML library of its own).
@@ -168,14 +196,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_meta_advertises_the_websocket_endpoint() {
+    fn host_meta_advertises_the_endpoints() {
         let url = "wss://corp.example:5443/xmpp-websocket";
-        let xrd = host_meta_xml(url);
+        let bosh = "https://corp.example:5443/http-bind";
+        let links = AltConnections { websocket: Some(url.into()), bosh: Some(bosh.into()) };
+        let xrd = host_meta_xml(&links);
         assert!(xrd.contains("rel=\"urn:xmpp:alt-connections:websocket\""), "{xrd}");
         assert!(xrd.contains("href=\"wss://corp.example:5443/xmpp-websocket\""), "{xrd}");
-        let json: serde_json::Value = serde_json::from_str(&host_meta_json(url)).unwrap();
+        assert!(xrd.contains("<Link rel=\"urn:xmpp:alt-connections:xbosh\" href=\"https://corp.example:5443/http-bind\"/>"), "{xrd}");
+        let json: serde_json::Value = serde_json::from_str(&host_meta_json(&links)).unwrap();
         assert_eq!(json["links"][0]["rel"], "urn:xmpp:alt-connections:websocket");
         assert_eq!(json["links"][0]["href"], url);
+        assert_eq!(json["links"][1]["rel"], "urn:xmpp:alt-connections:xbosh");
+        assert_eq!(json["links"][1]["href"], bosh);
+        let only_bosh = AltConnections { websocket: None, bosh: Some(bosh.into()) };
+        assert!(!host_meta_xml(&only_bosh).contains("websocket"));
         let mut out = Vec::new();
         rampart_xml_escape("a\"<&'", &mut out);
         assert_eq!(out, b"a&quot;&lt;&amp;&apos;");

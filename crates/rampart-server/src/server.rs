@@ -120,6 +120,12 @@ impl BoundServer {
         c2s::websocket::WebSocketEntry { shared: self.shared.clone(), counter: self.counter.clone() }
     }
 
+    /// Where BOSH requests (XEP-0124/XEP-0206) enter; a BOSH session counts as one c2s
+    /// connection of its address. Call once: the entry holds the session table.
+    pub fn bosh(&self, settings: c2s::bosh::BoshSettings) -> c2s::bosh::BoshEntry {
+        c2s::bosh::BoshEntry::new(self.shared.clone(), self.counter.clone(), settings)
+    }
+
     /// Accept connections until `shutdown` resolves.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let mut tasks = tokio::task::JoinSet::new();

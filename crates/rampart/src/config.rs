@@ -44,6 +44,9 @@ pub struct FileConfig {
     /// XMPP over WebSocket (RFC 7395) on the `listen.http` listener.
     #[serde(default)]
     pub websocket: crate::websocket::WebSocketConfig,
+    /// The `listen.http` listener's web-client settings: BOSH (XEP-0206).
+    #[serde(default)]
+    pub http: crate::bosh::HttpConfig,
 }
 
 /// `[push]`: XEP-0357 push notifications (what the app servers are told, and how often).
@@ -274,6 +277,8 @@ pub struct Config {
     pub upload: Option<crate::upload::UploadSetup>,
     /// XMPP over WebSocket (`None` without `listen.http` or with `[websocket] enabled = false`).
     pub websocket: Option<crate::websocket::WebSocketSetup>,
+    /// BOSH (`None` without `listen.http` or with `[http] bosh = false`).
+    pub bosh: Option<crate::bosh::BoshSetup>,
     /// Federation (`None` unless `[s2s] enabled = true`).
     pub s2s: Option<crate::federation::S2sSettings>,
     /// XEP-0357 push notifications.
@@ -370,6 +375,7 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
     let http = file.listen.as_ref().and_then(|l| l.http.as_deref()).map(|v| addr("http", v)).transpose()?;
     let upload = crate::upload::settings(&file.upload, &domain, http, &guard.config, source)?;
     let websocket = crate::websocket::settings(&file.websocket, &domain, http, source)?;
+    let bosh = crate::bosh::settings(&file.http, &domain, http, &limits, source)?;
     let s2s_listen = file.listen.as_ref().and_then(|l| l.s2s.as_deref()).map(|v| addr("s2s", v)).transpose()?;
     let s2s = crate::federation::settings(&file.s2s, s2s_listen, &domain, source)?;
     if file.archive.checkpoint_every_records == 0 || file.archive.checkpoint_interval_secs == 0 || file.archive.segment_max_records == 0 {
@@ -382,6 +388,7 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
         muc: muc_settings(&file.muc, &domain, source)?,
         upload,
         websocket,
+        bosh,
         http,
         s2s,
         domain,

@@ -2,6 +2,7 @@
 //! (SQLite store, rustls certificate) into the server. The only crate that uses `anyhow`.
 
 mod admin;
+mod bosh;
 mod config;
 mod federation;
 mod setup;

@@ -237,8 +237,8 @@ pub async fn serve(cfg: Config) -> Result<()> {
             Some((u, up))
         }
         None => {
-            if cfg.http.is_some() && cfg.websocket.is_none() {
-                tracing::warn!("listen.http is set but [upload] and [websocket] are off: nothing is served over HTTPS");
+            if cfg.http.is_some() && cfg.websocket.is_none() && cfg.bosh.is_none() {
+                tracing::warn!("listen.http is set but [upload], [websocket] and BOSH are off: nothing is served over HTTPS");
             }
             None
         }
@@ -248,14 +248,12 @@ pub async fn serve(cfg: Config) -> Result<()> {
         server = server.with_s2s(crate::federation::build(s, store, &cert, &key)?);
     }
     let bound = server.bind().await?;
-    // XMPP over WebSocket (RFC 7395) shares the HTTPS listener with uploads.
+    // XMPP over WebSocket (RFC 7395) and BOSH (XEP-0206) share the HTTPS listener with uploads.
     let ws = cfg.websocket.as_ref().map(|w| (w, bound.websocket()));
-    match (uploads, ws, cfg.http) {
-        (Some((u, up)), ws, _) => {
-            let extra = ws.map(|(w, entry)| crate::websocket::routes(w, entry));
-            crate::upload::start(u, up, extra, &c2s_tls).await?;
-        }
-        (None, Some((w, entry)), Some(http)) => crate::websocket::start_alone(w, http, entry, &c2s_tls).await?,
+    let bosh = cfg.bosh.as_ref().map(|b| (b, bound.bosh(b.settings.clone())));
+    match (uploads, crate::bosh::web_routes(ws, bosh), cfg.http) {
+        (Some((u, up)), extra, _) => crate::upload::start(u, up, extra, &c2s_tls).await?,
+        (None, Some(routes), Some(http)) => crate::websocket::start_alone(http, routes, &c2s_tls).await?,
         _ => {}
     }
     if let Some(guard) = guard {

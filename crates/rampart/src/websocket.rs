@@ -66,21 +66,17 @@ impl WebSocketHandler for Handler {
     }
 }
 
-/// The WebSocket routes over the bound server's c2s entry point.
-pub fn routes(setup: &WebSocketSetup, entry: WebSocketEntry) -> rampart_http::HttpRouter {
-    rampart_http::websocket_routes(std::sync::Arc::new(Handler(entry)), &setup.public_url)
+/// The WebSocket upgrade route over the bound server's c2s entry point (host-meta comes
+/// from `crate::bosh::web_routes`, which lists BOSH too).
+pub fn routes(entry: WebSocketEntry) -> rampart_http::HttpRouter {
+    rampart_http::websocket_routes(std::sync::Arc::new(Handler(entry)))
 }
 
-/// Bind the HTTPS listener for WebSocket alone (uploads are off).
-pub async fn start_alone(
-    setup: &WebSocketSetup,
-    http: SocketAddr,
-    entry: WebSocketEntry,
-    c2s_tls: &rustls::ServerConfig,
-) -> Result<()> {
+/// Bind the HTTPS listener for the web-client routes alone (uploads are off).
+pub async fn start_alone(http: SocketAddr, routes: rampart_http::HttpRouter, c2s_tls: &rustls::ServerConfig) -> Result<()> {
     use anyhow::Context;
     let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("cannot listen on {http} (listen.http)"))?;
-    let app = rampart_http::websocket_app(std::sync::Arc::new(Handler(entry)), &setup.public_url);
+    let app = rampart_http::web_app(routes);
     tokio::spawn(rampart_http::serve(listener, rampart_http::http_tls(c2s_tls), app, rampart_http::HttpLimits::default()));
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! Each connection is one task. The phases run in order and each phase only accepts what the
 //! RFC allows there; everything before binding must finish within the handshake timeout.
 
+pub mod bosh;
 mod conn;
 pub mod sm;
 pub mod websocket;

@@ -61,14 +61,15 @@ impl WebSocketEntry {
         let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
         let domain = self.shared.router.domain.clone();
         let bridge = tokio::spawn(bridge(theirs, incoming, outgoing, domain));
-        Box::pin(session(self.shared.clone(), ours, peer)).await;
+        Box::pin(session(self.shared.clone(), ours, peer, "websocket")).await;
         // The session closed its end; the bridge forwards what is left and ends.
         let _ = bridge.await;
     }
 }
 
-/// The c2s state machine from the SASL phase on, over the bridge's pipe.
-async fn session(shared: Arc<C2sShared>, io: DuplexStream, peer: SocketAddr) {
+/// The c2s state machine from the SASL phase on, over a bridge's pipe (WebSocket or BOSH,
+/// named by `transport` in the log).
+pub(super) async fn session(shared: Arc<C2sShared>, io: DuplexStream, peer: SocketAddr, transport: &'static str) {
     let limits = &shared.router.config.limits;
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
     let domain = shared.router.domain.clone();
@@ -86,19 +87,19 @@ async fn session(shared: Arc<C2sShared>, io: DuplexStream, peer: SocketAddr) {
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, "handshake timeout (WebSocket)");
+            tracing::info!(%peer, transport, "handshake timeout");
             conn.close(Some(stream_err(Sec::ConnectionTimeout, None))).await;
             return;
         }
     };
     let (ctx, rx, sm) = match bound {
         Bound::New(ctx, rx) => {
-            tracing::info!(%peer, jid = %ctx.jid, transport = "websocket", "session bound");
+            tracing::info!(%peer, jid = %ctx.jid, transport, "session bound");
             shared.router.archive_session_event(&ctx, rampart_archive::RecordKind::Login, Some(&peer.to_string())).await;
             (ctx, rx, None)
         }
         Bound::Resumed(h) => {
-            tracing::info!(%peer, jid = %h.ctx.jid, transport = "websocket", "session resumed");
+            tracing::info!(%peer, jid = %h.ctx.jid, transport, "session resumed");
             (h.ctx, h.rx, Some(h.sm))
         }
     };
