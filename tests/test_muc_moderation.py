@@ -374,3 +374,26 @@ async def test_tombstone_survives_restart(server, clients, new_user):
     assert_moderated_tombstone(by_sid[sid], f"{room}/alice", "off topic")
     v = archive_verify(server)
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+async def test_author_retracts_message_older_than_the_history(clients, new_user):
+    """A message no longer in the room's history (50 by default) is found on the record by
+    its id among the author's latest messages."""
+    a = await online(clients, new_user("alice"))
+    b = await online(clients, new_user("bob"))
+    room = new_room("old")
+    await create(a, room, "alice")
+    await join(b, room, "bob")
+    mid = await say(b, room, "an old slip")
+    sid = stanza_id_of(await heard(a, room, "an old slip"), room)
+    for i in range(55):
+        await say(b, room, f"filler {i}")
+    await heard(a, room, "filler 54", timeout=60)
+    r = b.make_message(mto=room, mtype="groupchat", mbody="/me retracted a message")
+    r["retract"]["id"] = mid
+    r.send()
+    await a.wait_message(lambda m: m["retract"]["id"] == mid, timeout=20, what="the retraction")
+    results = dict(await mam(a, room))
+    assert body_of(results[sid]) is None and results[sid].find(f"{{{NS_RETRACT}}}retracted") is not None, \
+        ET_str(results[sid])
+    assert "filler 0" in {body_of(m) for m in results.values()}

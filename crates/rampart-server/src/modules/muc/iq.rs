@@ -206,14 +206,12 @@ async fn room_mam(svc: &MucService, router: &Router, room: &super::room::Room, f
         .filter(|rec| rec.record.to == room.jid.as_str())
         .filter_map(|rec| mam::forwarded(rec).map(|f| (rec.seq.to_string(), f)))
         .collect();
-    let mut inner: Vec<(String, Element)> = forwarded
-        .iter()
-        .filter_map(|(id, f)| f.child("message", ns::CLIENT).map(|m| (id.clone(), m.clone())))
-        .collect();
-    super::moderation::apply_tombstones(svc, room.jid.as_str(), &mut inner).await;
-    for ((_, f), (_, m)) in forwarded.iter_mut().zip(inner) {
-        f.remove_children("message", ns::CLIENT);
-        f.children.push(rampart_xml::Node::Element(m));
+    let ids: Vec<String> = forwarded.iter().map(|(id, _)| id.clone()).collect();
+    let retracted = super::moderation::retractions(svc, room.jid.as_str(), &ids).await;
+    for (id, f) in &mut forwarded {
+        if let (Some(r), Some(m)) = (retracted.get(id.as_str()), f.child_mut("message", ns::CLIENT)) {
+            *m = super::moderation::tombstone(m, r);
+        }
     }
     let mut out = Vec::new();
     for (seq, fwd) in forwarded {

@@ -337,8 +337,13 @@ pub(crate) async fn reload_history(svc: &MucService, router: &Router, room: &mut
         msgs.push((rec.seq.to_string(), el));
         meta.push((rec.record.at_ms, sender));
     }
-    moderation::apply_tombstones(svc, room.jid.as_str(), &mut msgs).await;
-    for ((at_ms, sender), (_, el)) in meta.into_iter().zip(msgs) {
+    let ids: Vec<String> = msgs.iter().map(|(id, _)| id.clone()).collect();
+    let retracted = moderation::retractions(svc, room.jid.as_str(), &ids).await;
+    for ((at_ms, sender), (id, el)) in meta.into_iter().zip(msgs) {
+        let el = match retracted.get(&id) {
+            Some(r) => moderation::tombstone(&el, r),
+            None => el,
+        };
         room.history.push(at_ms, &sender, el);
     }
 }

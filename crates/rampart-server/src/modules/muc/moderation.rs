@@ -23,6 +23,8 @@
 //! MAM on the room show a tombstone in its place (see [`tombstone`]): the message's
 //! addressing, stanza-id and occupant id, with `<retracted/>` instead of its content.
 
+use std::collections::HashMap;
+
 use rampart_archive::{NewRecord, RecordKind, Verdict as ArchiveVerdict};
 use rampart_proto::{DefinedCondition, Element, ErrorType, Jid, StanzaError, datetime, ns};
 use rampart_store::StoredRetraction;
@@ -372,23 +374,17 @@ pub async fn apply_self_retraction(svc: &MucService, room: &mut Room, el: &Eleme
     }
 }
 
-/// Replace retracted messages among `msgs` (each with its room stanza-id) by tombstones.
-pub async fn apply_tombstones(svc: &MucService, room: &str, msgs: &mut [(String, Element)]) {
-    if msgs.is_empty() {
-        return;
+/// The retractions among these stanza-ids of `room`, by stanza-id (empty if the store
+/// fails: the failure is logged).
+pub async fn retractions(svc: &MucService, room: &str, ids: &[String]) -> HashMap<String, StoredRetraction> {
+    if ids.is_empty() {
+        return HashMap::new();
     }
-    let ids: Vec<String> = msgs.iter().map(|(id, _)| id.clone()).collect();
-    let found = match svc.store.retractions(room, &ids).await {
-        Ok(f) => f,
+    match svc.store.retractions(room, ids).await {
+        Ok(found) => found.into_iter().map(|r| (r.stanza_id.clone(), r)).collect(),
         Err(e) => {
             tracing::error!(error = %e, room, "could not read a room's retractions");
-            return;
-        }
-    };
-    for r in found {
-        for (id, el) in msgs.iter_mut().filter(|(id, _)| *id == r.stanza_id) {
-            let _ = id;
-            *el = tombstone(el, &r);
+            HashMap::new()
         }
     }
 }
