@@ -91,11 +91,16 @@ class AppServer:
         self.client = client
         self.jid = str(client.boundjid.full)
         self.pushes = StanzaBox()
+        # Errors that came back to the app server (e.g. for its answers): there should be none.
+        self.client_errors: list = []
         # node -> (error type, condition) to answer with.
         self.fail_nodes = dict(fail_nodes or {})
         client.register_handler(Callback(
             "test: push publish", MatchXPath(f"{{{NS_CLIENT}}}iq/{{{NS_PUBSUB}}}pubsub"),
             self._on_publish))
+        client.register_handler(Callback(
+            "test: iq errors", MatchXPath(f"{{{NS_CLIENT}}}iq/{{{NS_CLIENT}}}error"),
+            lambda iq: self.client_errors.append(str(iq))))
 
     def _on_publish(self, iq) -> None:
         if iq["type"] != "set":
@@ -368,3 +373,62 @@ async def test_body_and_sender_when_the_administrator_allows_them():
         for c in made:
             c.kill()
         srv.stop()
+
+
+async def test_remote_app_server_through_the_border_policy():
+    """alpha.test (ours) lets IQs out to beta.test but only messages to gamma.test: a
+    notification reaches the app server on beta.test (from the user's bare JID, over
+    federation; its answer comes back) and is refused at the border towards gamma.test,
+    with a security event."""
+    from s2s_helpers import CertAuthority, route_to, s2s_server, wait_for
+    from rampart_harness import User, events_list
+
+    work = WORK / "test_push_federation"
+    ca = CertAuthority(work / "ca")
+    policy = {"domains": {'"beta.test"': {"allow": ["messages", "iqs"]},
+                          '"gamma.test"': {"allow": ["messages"]}}}
+    alpha = s2s_server(work / "alpha", ca, "alpha.test", ["beta.test", "gamma.test"], extra=policy,
+                       extra_toml=push_config())
+    beta = s2s_server(work / "beta", ca, "beta.test", ["alpha.test"])
+    gamma = s2s_server(work / "gamma", ca, "gamma.test", ["alpha.test"])
+    for s, peers in ((alpha, (beta, gamma)), (beta, (alpha,)), (gamma, (alpha,))):
+        for p in peers:
+            route_to(s, p)
+    made = []
+
+    async def login(server, user, resource):
+        c = make_client(server, user, resource)
+        made.append(c)
+        await c.login()
+        return c
+
+    try:
+        for s in (alpha, beta, gamma):
+            s.start()
+        alice, bob = alpha.add_user("alice"), alpha.add_user("bob")
+        app_b = AppServer(await login(beta, beta.add_user("appsrv"), "push"))
+        app_g = AppServer(await login(gamma, gamma.add_user("appsrv"), "push"))
+        phone = await login(alpha, bob, "phone")
+        nb, ng = node_name(), node_name()
+        assert (await enable(phone, app_b.jid, nb))["type"] == "result"
+        assert (await enable(phone, app_g.jid, ng))["type"] == "result"
+        await phone.logout()
+        a = await login(alpha, alice, "pc")
+        await a.go_online()
+        a.send_msg(bob.jid, "over the border?")
+        push = await app_b.wait_push(nb, timeout=45)
+        assert push["from"].full == bob.jid, push["from"]
+        assert summary_of(push).get("message-count") == "1"
+        assert "over the border" not in str(push)
+        await app_g.assert_no_push(ng, within=3.0)
+        ev = wait_for(lambda: [e for e in events_list(alpha) if e["rule"] == "s2s.rules" and e["account"] == bob.jid],
+                      what="a security event for the refused notification")
+        assert "gamma.test" in ev[0]["reason"], ev[0]
+        # The answer from beta.test came back and was taken (no error went back to beta).
+        await asyncio.sleep(1.0)
+        assert not [i for i in app_b.client_errors if i], app_b.client_errors
+    finally:
+        for c in made:
+            c.kill()
+        for s in (alpha, beta, gamma):
+            s.stop()
