@@ -409,6 +409,26 @@ async def test_inactivity_terminates_the_session(server, bosh):
     assert condition(await b.post()) == "item-not-found"
 
 
+async def test_uncollected_messages_go_offline(server, new_user, clients, bosh):
+    """A browser tab closed without a terminate: the message queued for the BOSH session
+    is not lost when the session times out; it waits in offline storage."""
+    alice, bob = new_user("boi"), new_user("boj")
+    b = bosh()
+    jid = await b.login(alice)
+    await b.send(f"<presence xmlns='{NS_CLIENT}'/>")
+    await b.take(lambda e: e.tag == f"{{{NS_CLIENT}}}presence", what="our own presence")
+    await b.settle()
+    # Nobody polls any more.
+    cb = await clients(bob)
+    cb.send_message(mto=jid, mbody="are you there?", mtype="chat")
+    # The session ends after `inactivity`; the message is then stored offline.
+    await asyncio.sleep(INACTIVITY * 2 + 2)
+    ca = await clients(alice, "phone")
+    await ca.go_online()
+    m = await ca.wait_message(lambda m: m["body"] == "are you there?", timeout=30)
+    assert str(m["from"]).startswith(bob.jid)
+
+
 async def test_sessions_per_address_are_limited(server, bosh):
     made = []
     refused = None

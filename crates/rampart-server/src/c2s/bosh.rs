@@ -19,7 +19,9 @@
 //!   `rid` outside the window, or one repeated after its answer was forgotten, ends the
 //!   session with `item-not-found`;
 //! - a session without a request waiting for `inactivity` seconds ends (the c2s session
-//!   sees a broken connection: with XEP-0198 it hibernates for resumption);
+//!   sees a broken connection: with XEP-0198 it hibernates for resumption); messages queued
+//!   for it that no request collects go back to the router (offline storage), so accepted
+//!   data is not lost;
 //! - bytes on their way into the c2s session and output waiting for a request are bounded;
 //!   a client that does not poll stops being read from, like a slow TCP reader;
 //! - bad bodies end with the terminal conditions of XEP-0124 §17: `bad-request`,
@@ -241,6 +243,8 @@ struct State {
     ended: Option<Option<&'static str>>,
     /// A terminate answer was given.
     terminate_sent: bool,
+    /// The client enabled XEP-0198: the c2s session accounts for unacknowledged stanzas.
+    sm_enabled: bool,
     /// Since when no request is waiting.
     idle_since: Option<Instant>,
     next_token: u64,
@@ -258,6 +262,7 @@ impl State {
             authid: None,
             ended: None,
             terminate_sent: false,
+            sm_enabled: false,
             idle_since: None,
             next_token: 0,
         }
@@ -525,12 +530,11 @@ impl Session {
         self.drained.notify_waiters();
     }
 
-    /// Output from the c2s session, as one serialized top-level element.
+    /// Output from the c2s session, as one serialized top-level element. Kept after the
+    /// session ended too: a request may still collect it with the terminate answer, and
+    /// what nobody collects goes back to the router.
     fn push_output(&self, el: String) {
         let mut st = self.lock();
-        if st.ended.is_some() {
-            return;
-        }
         st.out_bytes += el.len();
         st.out.push(el);
         self.dispatch(&mut st);
@@ -564,6 +568,7 @@ async fn run(
     slot: ConnSlot,
 ) {
     let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
+    let router = shared.router.clone();
     let c2s = Box::pin(super::websocket::session(shared, ours, peer, "bosh"));
     let bridge = bridge(theirs, feed, &session);
     tokio::pin!(bridge);
@@ -582,6 +587,23 @@ async fn run(
         let _ = tokio::time::timeout(session.inactivity, collected).await;
     }
     registry.lock().remove(&session.sid);
+    // Output no request collected: messages go back to the router (another resource or
+    // offline storage), as for a TCP session's unwritten queue. With XEP-0198 the c2s
+    // session already handed back (or keeps, hibernating) what was not acknowledged.
+    let left = {
+        let mut st = session.lock();
+        if st.sm_enabled { Vec::new() } else { std::mem::take(&mut st.out) }
+    };
+    for xml in left {
+        let Some(el) = super::parse_stored(&xml) else { continue };
+        if el.name != "message" || matches!(el.attr("type"), Some("error" | "groupchat" | "headline")) {
+            continue;
+        }
+        if let Some(to) = el.attr("to").and_then(|t| Jid::parse(t).ok()) {
+            tracing::debug!(sid = %session.sid, "uncollected BOSH output goes back to the router");
+            router.redeliver_message(&to.bare(), el).await;
+        }
+    }
 }
 
 /// End the session once no request has been waiting for `inactivity`.
@@ -668,6 +690,9 @@ async fn bridge(io: DuplexStream, mut feed: mpsc::UnboundedReceiver<Feed>, sessi
                     }
                     Ok(Some(Event::Stanza(el))) => {
                         stream_error |= el.is("error", ns::STREAM);
+                        if el.is("enabled", ns::SM) {
+                            session.lock().sm_enabled = true;
+                        }
                         let success = el.is("success", ns::SASL);
                         session.push_output(element_string(&el));
                         if success {
