@@ -123,6 +123,35 @@ async def test_subscribe_last_item_notifications_and_unsubscribe(server, new_use
     assert pubsub_err(resp) == ("not-acceptable", "invalid-subid")
 
 
+async def test_subscriber_gets_the_last_item_when_available(server, new_user, clients):
+    """send_last_published_item=on_sub_and_presence (the default): an explicit
+    subscriber that comes online gets the node's last item; with `never` it does not."""
+    alice, bob = new_user("alice"), new_user("bob")
+    a = await pep_client(clients, alice)
+    b = await pep_client(clients, bob)
+    ps = a.plugin["xep_0060"]
+    quiet = "urn:example:quiet"
+    await ps.publish(None, NS_FEED, id="v1", payload=tune("v1"), options=publish_options(access_model="open"))
+    await ps.publish(None, quiet, id="q1", payload=tune("q1"),
+                     options=publish_options(access_model="open", send_last_published_item="never"))
+    for node in (NS_FEED, quiet):
+        r = await b.plugin["xep_0060"].subscribe(alice.jid, node)
+        assert r["type"] == "result"
+    await wait_event(b, NS_FEED, what="last item on subscribe")
+    await b.logout()
+    await ps.publish(None, NS_FEED, id="v2", payload=tune("v2"))
+    await ps.publish(None, quiet, id="q2", payload=tune("q2"))
+
+    b = await pep_client(clients, bob, resource="laptop")
+    ev = await wait_event(b, NS_FEED, what="last item when the subscriber became available")
+    assert item_ids(ev) == ["v2"]
+    await no_event(b, quiet, 0)
+    # Once per availability: another presence update sends nothing new.
+    before = len(events_of(b, NS_FEED))
+    b.send_presence(pstatus="still here")
+    await no_event(b, NS_FEED, before)
+
+
 async def test_subscribe_error_paths(server, new_user, clients):
     alice, bob, carol = new_user("alice"), new_user("bob"), new_user("carol")
     a = await pep_client(clients, alice)

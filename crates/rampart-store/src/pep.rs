@@ -89,6 +89,9 @@ pub trait PepStore: Send + Sync {
     /// Subscriptions to `owner`'s nodes: of one node (or all), of one subscriber's bare JID
     /// (or everyone's), sorted by node and JID.
     async fn subscriptions(&self, owner: &str, node: Option<&str>, bare: Option<&str>) -> Result<Vec<PepSubscription>>;
+    /// Every subscription of `bare` (its bare and full JIDs) to anyone's nodes, as
+    /// `(owner, subscription)`, the most recent `max` first.
+    async fn subscriptions_of(&self, bare: &str, max: usize) -> Result<Vec<(String, PepSubscription)>>;
     /// Subscribe `sub.jid` (whose bare JID is `bare`) to `sub.node`. If it is subscribed
     /// already, nothing changes and the existing subscription is returned. `NotFound` if
     /// there is no such node; `QuotaExceeded` if the node has `max_per_node` subscriptions

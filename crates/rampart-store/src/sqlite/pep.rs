@@ -218,6 +218,20 @@ impl PepStore for SqliteStore {
         Ok(rows.into_iter().map(|(node, jid, subid)| PepSubscription { node, jid, subid }).collect())
     }
 
+    async fn subscriptions_of(&self, bare: &str, max: usize) -> Result<Vec<(String, PepSubscription)>> {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT a.jid, n.name, s.jid, s.subid FROM pep_subscriptions s
+             JOIN pep_nodes n ON n.id = s.node_id JOIN accounts a ON a.id = n.account_id
+             WHERE s.bare = ? ORDER BY s.created_at DESC, s.rowid DESC LIMIT ?",
+        )
+        .bind(bare)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows.into_iter().map(|(owner, node, jid, subid)| (owner, PepSubscription { node, jid, subid })).collect())
+    }
+
     async fn subscribe(&self, owner: &str, sub: &PepSubscription, bare: &str, max_per_node: usize, max_per_subscriber: usize) -> Result<PepSubscription> {
         let mut tx = self.begin_write().await?;
         let nid = node_id(&mut tx, owner, &sub.node).await?.ok_or(StoreError::NotFound)?;
@@ -405,6 +419,15 @@ mod tests {
         s.subscribe("o@x", &sub("m", "b@x", "7"), "b@x", 3, 2).await.unwrap();
         let mine = s.subscriptions("o@x", None, Some("b@x")).await.unwrap();
         assert_eq!(mine, vec![sub("m", "b@x", "7"), sub("n", "b@x", "1"), sub("n", "b@x/r", "3")]);
+        // Across owners, most recent first, bounded.
+        s.create("p@x", vec![]).await.unwrap();
+        s.create_node("p@x", "k", "c", 10).await.unwrap();
+        s.subscribe("p@x", &sub("k", "b@x", "9"), "b@x", 3, 2).await.unwrap();
+        let all = s.subscriptions_of("b@x", 10).await.unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0], ("p@x".to_owned(), sub("k", "b@x", "9")));
+        assert_eq!(s.subscriptions_of("b@x", 2).await.unwrap().len(), 2);
+        assert!(s.subscriptions_of("nobody@x", 10).await.unwrap().is_empty());
         assert_eq!(s.subscriptions("o@x", Some("n"), None).await.unwrap().len(), 3);
         assert_eq!(s.unsubscribe("o@x", "n", "b@x/r", false).await.unwrap(), 1);
         assert_eq!(s.unsubscribe("o@x", "n", "b@x/r", false).await.unwrap(), 0);

@@ -72,10 +72,19 @@ pub const FEATURES: &[&str] = &[
     "urn:xmpp:pep-vcard-conversion:0",
 ];
 
-/// Server-wide PEP state: the capabilities cache.
+/// Server-wide PEP state: the capabilities cache, and the available sessions that were
+/// sent the last items of their explicit subscriptions (once per availability).
 #[derive(Default)]
 pub struct Pep {
     pub caps: caps::CapsCache,
+    greeted: std::sync::Mutex<std::collections::HashSet<Jid>>,
+}
+
+impl Pep {
+    /// True the first time `jid` becomes available (until [`forget_session`]).
+    fn first_available(&self, jid: &Jid) -> bool {
+        self.greeted.lock().unwrap_or_else(|e| e.into_inner()).insert(jid.clone())
+    }
 }
 
 /// Handles `pubsub` and `pubsub#owner` IQs addressed to an account.
@@ -379,6 +388,11 @@ pub async fn on_available(router: &Router, ctx: &SessionCtx, presence: &Element)
         caps::Seen::Known { features, changed: true } => notify::send_last_items(router, &ctx.jid, &features, None).await,
         _ => {}
     }
+    // XEP-0060 `on_sub_and_presence`: explicit subscribers get the last items when they
+    // become available.
+    if router.pep.first_available(&ctx.jid) {
+        notify::send_last_subscribed(router, &ctx.jid).await;
+    }
 }
 
 /// An IQ result or error a session sent to the server: perhaps the answer to a caps query.
@@ -408,4 +422,5 @@ pub async fn on_subscribed(router: &Router, subscriber: &Jid, user: &Jid) {
 /// A session ended or went unavailable.
 pub fn forget_session(router: &Router, jid: &Jid) {
     router.pep.caps.forget(jid);
+    router.pep.greeted.lock().unwrap_or_else(|e| e.into_inner()).remove(jid);
 }

@@ -198,3 +198,59 @@ pub async fn send_last_items(router: &Router, session: &Jid, features: &Features
         }
     }
 }
+
+/// Most explicit subscriptions looked at when a session becomes available.
+pub const MAX_LAST_ON_PRESENCE: usize = 256;
+
+/// `session` became available: the last item of each node it (its bare or this full JID)
+/// is explicitly subscribed to whose `send_last_published_item` is `on_sub_and_presence`,
+/// if it may still see the node. Nodes it gets through `+notify` already are skipped.
+pub async fn send_last_subscribed(router: &Router, session: &Jid) {
+    let Some(target) = router.sessions.get(session) else { return };
+    let subs = match router.stores.pep.subscriptions_of(session.bare_str(), MAX_LAST_ON_PRESENCE).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "PEP store failed");
+            return;
+        }
+    };
+    let features = router.pep.caps.features(session);
+    let mut done: HashSet<(String, String)> = HashSet::new();
+    for (owner, s) in subs {
+        if s.jid != session.bare_str() && s.jid != session.as_str() {
+            continue;
+        }
+        if !done.insert((owner.clone(), s.node.clone())) {
+            continue;
+        }
+        let Ok(owner) = Jid::parse(&owner) else { continue };
+        if wants(features.clone(), &s.node) {
+            // send_last_items covers the account's own nodes and those of contacts whose
+            // presence it sees.
+            let implicit = owner.as_str() == session.bare_str()
+                || matches!(router.stores.roster.item(session.bare_str(), owner.as_str()).await,
+                    Ok(Some(i)) if matches!(i.subscription, Subscription::To | Subscription::Both));
+            if implicit {
+                continue;
+            }
+        }
+        let cfg = match super::node_config(router, owner.as_str(), &s.node).await {
+            Ok(Some(c)) => c,
+            _ => continue,
+        };
+        if cfg.send_last != SendLast::OnSubAndPresence || !cfg.deliver_notifications {
+            continue;
+        }
+        if super::may_access(router, owner.as_str(), &s.node, session, &cfg).await.is_err()
+            || crate::modules::blocking::is_blocked(router, owner.as_str(), session).await
+        {
+            continue;
+        }
+        let Ok(items) = router.stores.pep.items(owner.as_str(), &s.node, Some(1)).await else { continue };
+        let items: Vec<_> = items.iter().filter_map(super::stored_item).collect();
+        if items.is_empty() {
+            continue;
+        }
+        target.send(event_message(owner.as_str(), session, Event::Items { node: s.node.clone(), items, retracts: vec![] }));
+    }
+}
