@@ -14,11 +14,14 @@ tombstone, the compliance archive keeps the original unchanged plus a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 
 from slixmpp import JID
 from slixmpp.exceptions import IqError
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from rampart_harness import (
     NS_CLIENT, archive_search, archive_verify, stanza_error, stanza_id_of,
@@ -109,6 +112,22 @@ async def moderate(c, room: str, sid: str, reason: str = ""):
         return None
     except IqError as e:
         return stanza_error(e.iq)
+
+
+async def iq_raw(c, payload: str, to: str, timeout: float = 20):
+    """Send an IQ set as text and return the reply as an ElementTree element (slixmpp's
+    IQ error class does not know every RFC 6120 condition, e.g. policy-violation)."""
+    iq_id = "raw-" + secrets.token_hex(6)
+    got = asyncio.get_running_loop().create_future()
+    c.register_handler(Callback(
+        f"test: reply {iq_id}", MatchXPath("{jabber:client}iq"),
+        lambda iq: (not got.done() and iq["id"] == iq_id and iq["type"] in ("result", "error")
+                    and got.set_result(iq.xml))))
+    c.send_raw(f"<iq type='set' id='{iq_id}' to='{to}'>{payload}</iq>")
+    try:
+        return await asyncio.wait_for(got, timeout)
+    finally:
+        c.remove_handler(f"test: reply {iq_id}")
 
 
 async def mam(c, room: str) -> list:
@@ -261,6 +280,15 @@ async def test_moderation_errors(clients, new_user):
     await join(b, other, "bob")
     elsewhere = await said(b, a, other, "said in the other room")
     assert (await moderate(a, room, elsewhere))[0] == "item-not-found"
+    # Every occupant would read the reason: it passes the guard like a message.
+    r = await iq_raw(a, f"<moderate xmlns='{NS_MODERATE}' id='{sid}'><retract xmlns='{NS_RETRACT}'/>"
+                        "<reason>see http://203.0.113.7/pics.scr</reason></moderate>", to=room)
+    err = r.find(f"{{{NS_CLIENT}}}error")
+    assert err is not None and err.find("{urn:ietf:params:xml:ns:xmpp-stanzas}policy-violation") is not None, ET_str(r)
+    await b.messages.assert_none(lambda m: m.xml.find(f"{{{NS_RETRACT}}}retract") is not None, within=1.5)
+    assert body_of(dict(await mam(a, room))[sid]) == "the owner speaks", "a refused moderation retracts nothing"
+    refused = archive_search(a.rampart, "pics", "--verdict", "blocked", "--with", room)
+    assert len(refused) == 1 and refused[0]["from"].startswith(a.boundjid.bare), refused
     # Once retracted, it cannot be retracted again.
     assert await moderate(a, room, sid) is None
     await announcement(b, room, sid)
