@@ -14,11 +14,13 @@ Covers: the account advertises urn:xmpp:push:0; after the device logs out, a mes
 gives exactly one notification with the summary form (message-count) and neither body nor
 sender (the enterprise default), with the registration's publish-options; a burst gives one
 notification (rate limit); a device whose TCP connection dies while its XEP-0198 session
-hibernates is notified, a connected one is not; disable stops notifications; an app server's
+hibernates is notified, a connected one is not, and a message it received without
+acknowledging it before the connection died notifies when the session hibernates; disable stops notifications; an app server's
 item-not-found disables that registration only; registrations survive a restart; a message
 the guard blocks (EICAR) wakes nobody; malformed enable requests get bad-request and a push
 service on another domain is refused while federation is off; with include_body and
-include_sender on, the summary carries them.
+include_sender on, the summary carries them; an app server on another domain is reached
+through federation and the border policy (and refused where IQs may not go out).
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from rampart_harness import (
-    NS_CLIENT, NS_DISCO_INFO, RampartServer, StanzaBox, make_client, send_msg_id,
+    NS_CLIENT, NS_DISCO_INFO, RampartServer, RawXMPP, StanzaBox, make_client, send_msg_id,
     stanza_error,
 )
 
 NS_PUSH = "urn:xmpp:push:0"
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 NS_DATA = "jabber:x:data"
+NS_SM = "urn:xmpp:sm:3"
 PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
 SUMMARY = "urn:xmpp:push:summary"
 WORK = Path(__file__).resolve().parent / ".work"
@@ -247,6 +250,40 @@ async def test_hibernating_session_is_notified_connected_one_is_not(server, new_
     push = await app.wait_push(node)
     assert summary_of(push).get("FORM_TYPE") == SUMMARY
     assert publish_options_of(push) is None
+    await app.assert_no_push(node, within=1.0)
+
+
+def raw_until(raw: RawXMPP, pred, what: str, timeout: float = 15) -> ET.Element:
+    """Read top-level elements until one matches `pred`."""
+    while True:
+        el = raw.next_element(timeout)
+        assert el is not None, f"no {what}: {raw.describe()}"
+        if pred(el):
+            return el
+
+
+async def test_unacknowledged_message_notifies_when_the_session_hibernates(server, new_user, clients):
+    """The phone got a message but its connection died before it acknowledged it
+    (XEP-0198): when the session hibernates, the app server hears of it."""
+    app = await app_server(clients, new_user)
+    alice, bob = new_user("alice"), new_user("bob")
+    raw = RawXMPP(server)
+    raw.login(bob, "phone")
+    raw.send(f"<enable xmlns='{NS_SM}' resume='true'/>")
+    raw.expect(NS_SM, "enabled")
+    node = node_name()
+    raw.send(f"<iq type='set' id='push1'><enable xmlns='{NS_PUSH}' jid='{app.jid}' node='{node}'/></iq>"
+             "<presence/>")
+    res = raw_until(raw, lambda e: e.get("id") == "push1", "answer to <enable/>")
+    assert res.get("type") == "result", ET.tostring(res)
+    a = await online(clients, alice)
+    a.send_msg(bob.jid, "did you get this?")
+    await a.sync()
+    raw_until(raw, lambda e: e.findtext(f"{{{NS_CLIENT}}}body") == "did you get this?", "the message")
+    await app.assert_no_push(node, within=1.0)
+    raw.close()  # gone without acknowledging
+    push = await app.wait_push(node)
+    assert summary_of(push).get("message-count") == "1", summary_of(push)
     await app.assert_no_push(node, within=1.0)
 
 

@@ -91,6 +91,31 @@ struct Device {
     waiting: u32,
 }
 
+impl Device {
+    /// `n` more important messages wait for the device: the count to notify now, or `None`
+    /// while the last notification is younger than `min_interval`.
+    fn waiting(&mut self, n: u32, now: Instant, min_interval: Duration) -> Option<u32> {
+        self.waiting = self.waiting.saturating_add(n);
+        if self.last_push.is_some_and(|t| now.saturating_duration_since(t) < min_interval) {
+            return None;
+        }
+        self.last_push = Some(now);
+        Some(self.waiting)
+    }
+
+    /// The device is connected again: nothing waits, the next notification may go at once.
+    fn connected(&mut self) {
+        self.waiting = 0;
+        self.last_push = None;
+    }
+}
+
+/// Does an app server's error say it no longer knows the device (XEP-0357 §8: the
+/// registration should be removed), rather than a passing failure?
+fn forgets_device(error_type: &str, condition: &str) -> bool {
+    error_type == "cancel" || matches!(condition, "item-not-found" | "not-authorized")
+}
+
 /// A notification waiting for the app server's answer.
 #[derive(Debug)]
 struct Pending {
@@ -278,12 +303,9 @@ pub async fn on_message(router: &Router, to: &Jid, el: &Element) {
             if is_live(router, &d.owner) {
                 continue;
             }
-            d.waiting = d.waiting.saturating_add(1);
-            if d.last_push.is_some_and(|t| now.duration_since(t) < settings.min_interval) {
-                continue;
+            if let Some(count) = d.waiting(1, now, settings.min_interval) {
+                due.push((reg, count));
             }
-            d.last_push = Some(now);
-            due.push((reg, d.waiting));
         }
     }
     for (reg, count) in due {
@@ -310,36 +332,24 @@ pub async fn hibernated<'a>(router: &Router, ctx: &SessionCtx, unacked: impl Ite
     if count == 0 || !router.push.has_registrations(router, ctx.jid.bare_str()).await {
         return;
     }
-    let owned: Vec<Key> = router
+    let count = u32::try_from(count).unwrap_or(u32::MAX);
+    let now = Instant::now();
+    let due: HashMap<Key, u32> = router
         .push
         .devices()
         .iter_mut()
         .filter(|(_, d)| d.owner.as_ref().is_some_and(|(id, _)| *id == ctx.id))
-        .map(|(k, d)| {
-            d.waiting = d.waiting.saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
-            k.clone()
-        })
+        .filter_map(|(k, d)| Some((k.clone(), d.waiting(count, now, router.config.push.min_interval)?)))
         .collect();
-    if owned.is_empty() {
+    if due.is_empty() {
         return;
     }
     let Ok(regs) = router.stores.push.push_registrations(ctx.jid.bare_str()).await else { return };
-    let now = Instant::now();
     for reg in regs {
         let key = (ctx.jid.bare_str().to_owned(), reg.service.clone(), reg.node.clone());
-        if !owned.contains(&key) {
-            continue;
+        if let Some(&waiting) = due.get(&key) {
+            send(router, ctx.jid.bare_str(), reg, Summary { message_count: Some(waiting), ..Summary::default() }).await;
         }
-        let waiting = {
-            let mut devices = router.push.devices();
-            let Some(d) = devices.get_mut(&key) else { continue };
-            if d.last_push.is_some_and(|t| now.duration_since(t) < router.config.push.min_interval) {
-                continue;
-            }
-            d.last_push = Some(now);
-            d.waiting
-        };
-        send(router, ctx.jid.bare_str(), reg, Summary { message_count: Some(waiting), ..Summary::default() }).await;
     }
 }
 
@@ -348,8 +358,7 @@ pub fn resumed(router: &Router, ctx: &SessionCtx) {
     router.sessions.set_hibernating(ctx.id, &ctx.jid, false);
     for d in router.push.devices().values_mut() {
         if d.owner.as_ref().is_some_and(|(id, _)| *id == ctx.id) {
-            d.waiting = 0;
-            d.last_push = None;
+            d.connected();
         }
     }
 }
@@ -406,7 +415,7 @@ pub async fn on_answer(router: &Router, to: &Jid, el: &Element) -> bool {
     let err = el.child("error", ns::CLIENT);
     let ty = err.and_then(|e| e.attr("type")).unwrap_or("");
     let condition = err.and_then(|e| e.elements().find(|c| c.ns == ns::STANZAS)).map(|c| c.name.clone()).unwrap_or_default();
-    if ty == "cancel" || matches!(condition.as_str(), "item-not-found" | "not-authorized") {
+    if forgets_device(ty, &condition) {
         tracing::warn!(account = %account, service = %service, condition = %condition, "push service refused a notification: registration disabled");
         if let Err(e) = router.stores.push.push_disable(&account, &service, Some(&node)).await {
             tracing::error!(error = %e, account = %account, "removing a push registration failed");
@@ -451,6 +460,34 @@ mod tests {
         }
         let presence = Element::new("presence", ns::CLIENT).with_child(Element::new("body", ns::CLIENT).with_text("hi"));
         assert!(!is_important(&presence));
+    }
+
+    #[test]
+    fn one_notification_per_interval_counting_what_waits() {
+        let min = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let mut d = Device::default();
+        assert_eq!(d.waiting(1, t0, min), Some(1));
+        assert_eq!(d.waiting(1, t0 + Duration::from_secs(5), min), None);
+        assert_eq!(d.waiting(2, t0 + Duration::from_secs(29), min), None);
+        assert_eq!(d.waiting(1, t0 + Duration::from_secs(31), min), Some(5));
+        // Connected again: the count and the window start over.
+        d.connected();
+        assert_eq!(d.waiting(1, t0 + Duration::from_secs(32), min), Some(1));
+        // A clock reading before the last push (monotonic, but be safe) is inside the window.
+        assert_eq!(d.waiting(1, t0, min), None);
+        d.waiting = u32::MAX;
+        assert_eq!(d.waiting(3, t0 + Duration::from_secs(100), min), Some(u32::MAX));
+    }
+
+    #[test]
+    fn which_errors_forget_the_device() {
+        assert!(forgets_device("cancel", "service-unavailable"));
+        assert!(forgets_device("auth", "not-authorized"));
+        assert!(forgets_device("modify", "item-not-found"));
+        assert!(!forgets_device("wait", "resource-constraint"));
+        assert!(!forgets_device("wait", "internal-server-error"));
+        assert!(!forgets_device("", ""));
     }
 
     #[test]
