@@ -194,7 +194,10 @@ async def test_subscribe_error_paths(server, new_user, clients):
     assert r["type"] == "result"
     # Only the owner manages the node's subscriptions and affiliations.
     resp = await b.iq("get", f"<pubsub xmlns='{NS_OWNER}'><subscriptions node='urn:example:open'/></pubsub>", to=alice.jid)
-    assert resp["type"] == "error", resp
+    assert stanza_error(resp)[0] == "forbidden", resp
+    resp = await b.iq("set", f"<pubsub xmlns='{NS_OWNER}'><affiliations node='urn:example:open'>"
+                             f"<affiliation jid='{bob.jid}' affiliation='publisher'/></affiliations></pubsub>", to=alice.jid)
+    assert stanza_error(resp)[0] == "forbidden", resp
     resp = await b.iq("set", f"<pubsub xmlns='{NS_PUBSUB}'><publish node='urn:example:open'><item><tune xmlns='http://jabber.org/protocol/tune'/></item></publish></pubsub>", to=alice.jid)
     assert stanza_error(resp)[0] == "forbidden"
 
@@ -358,6 +361,9 @@ async def test_publisher_publishes_to_the_owners_node(server, new_user, clients)
     recs = [x for x in archive_search(server, "Team") if x.get("kind") == "publish"]
     assert recs and recs[0]["from"].startswith(bob.jid) and recs[0]["to"] == alice.jid, recs
 
+    # A publisher does not replace the owner's item of the same id.
+    resp = await b.iq("set", f"<pubsub xmlns='{NS_PUBSUB}'><publish node='{node}'><item id='a1'><tune xmlns='http://jabber.org/protocol/tune'/></item></publish></pubsub>", to=alice.jid)
+    assert stanza_error(resp)[0] == "forbidden"
     # A publisher retracts its own items only.
     resp = await b.iq("set", f"<pubsub xmlns='{NS_PUBSUB}'><retract node='{node}'><item id='a1'/></retract></pubsub>", to=alice.jid)
     assert stanza_error(resp)[0] == "forbidden"
@@ -374,7 +380,7 @@ async def test_publisher_publishes_to_the_owners_node(server, new_user, clients)
     assert stanza_error(resp)[0] == "forbidden"
     # Owner-only use cases stay the owner's.
     resp = await b.iq("set", f"<pubsub xmlns='{NS_OWNER}'><purge node='{node}'/></pubsub>", to=alice.jid)
-    assert resp["type"] == "error"
+    assert stanza_error(resp)[0] == "forbidden"
 
 
 async def test_subscriptions_and_affiliations_survive_a_restart(server, new_user, clients):

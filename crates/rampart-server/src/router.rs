@@ -270,7 +270,7 @@ impl Router {
                         && j.is_bare()
                         && j.node().is_some()
                         && self.is_local(j)
-                        && matches!(payload_ns, Some(ns::VCARD | ns::LAST | ns::PRIVATE | ns::BLOCKING | ns::PUBSUB)))
+                        && matches!(payload_ns, Some(ns::VCARD | ns::LAST | ns::PRIVATE | ns::BLOCKING | ns::PUBSUB | rampart_proto::pubsub::NS_OWNER)))
             }
         };
         if !for_server {

@@ -336,6 +336,13 @@ async fn publish(router: &Router, ctx: &SessionCtx, owner: &Jid, node: &str, ite
         return Err(err(ErrorType::Modify, DefinedCondition::BadRequest).with_app(app_error("invalid-options")));
     }
     let id = item.id.unwrap_or_else(new_item_id);
+    if !own {
+        // A publisher adds items; it does not replace someone else's.
+        let existing = router.stores.pep.items_by_id(owner_s, node, std::slice::from_ref(&id)).await.map_err(internal)?;
+        if existing.iter().any(|i| Jid::parse(&i.publisher).map_or(true, |p| p.bare_str() != ctx.jid.bare_str())) {
+            return Err(forbidden().with_text("an item with this id was published by someone else"));
+        }
+    }
     let cfg = match node_config(router, owner_s, node).await? {
         Some(cfg) => {
             if let Some(o) = &options {
