@@ -355,6 +355,27 @@ async def test_repeated_rid_gets_the_same_answer(server, new_user, bosh):
     assert condition(old) == "item-not-found", ET.tostring(old)
 
 
+async def test_stream_error_ends_the_session(server, bosh):
+    """A stanza before authentication: the c2s stream error comes back as
+    remote-stream-error with the <stream:error/> inside."""
+    b = bosh()
+    await b.create()
+    await b.features()
+    body = await b.post(f"<message xmlns='{NS_CLIENT}' to='x@{server.domain}'><body>too early</body></message>")
+    assert condition(body) == "remote-stream-error", ET.tostring(body)
+    err = body.find(f"{{{NS_STREAM}}}error")
+    assert err is not None and err.find("{urn:ietf:params:xml:ns:xmpp-streams}not-authorized") is not None, ET.tostring(body)
+    assert condition(await b.post()) == "item-not-found"
+
+
+async def test_restart_with_payload_is_a_bad_request(server, bosh):
+    b = bosh()
+    await b.create()
+    await b.features()
+    body = await b.post(f"<presence xmlns='{NS_CLIENT}'/>", attrs=f"xmlns:xmpp='{NS_XBOSH}' xmpp:restart='true'")
+    assert condition(body) == "bad-request", ET.tostring(body)
+
+
 async def test_unknown_sid(server, bosh):
     b = bosh()
     b.sid = "00000000000000000000000000000000"

@@ -149,7 +149,8 @@ impl BoshEntry {
         }
         let wait = match req.attr("wait").map(str::parse::<u64>) {
             None => self.settings.max_wait,
-            Some(Ok(w)) => Duration::from_secs(w).min(self.settings.max_wait),
+            // At least a second: the creation answer waits for the stream features.
+            Some(Ok(w)) => Duration::from_secs(w.max(1)).min(self.settings.max_wait),
             Some(Err(_)) => return terminate_body("bad-request"),
         };
         let hold = match req.attr("hold").map(str::parse::<usize>) {
@@ -533,10 +534,16 @@ impl Session {
     /// Output from the c2s session, as one serialized top-level element. Kept after the
     /// session ended too: a request may still collect it with the terminate answer, and
     /// what nobody collects goes back to the router.
-    fn push_output(&self, el: String) {
+    fn push_output(&self, el: String, stream_error: bool) {
         let mut st = self.lock();
         st.out_bytes += el.len();
         st.out.push(el);
+        if stream_error && st.ended.is_none() {
+            // The stream ends after its error: the terminate answer carries it (XEP-0206 §4).
+            tracing::info!(sid = %self.sid, "BOSH session ended by a stream error");
+            st.ended = Some(Some("remote-stream-error"));
+            let _ = self.feed.send(Feed::Drop);
+        }
         self.dispatch(&mut st);
     }
 
@@ -689,12 +696,13 @@ async fn bridge(io: DuplexStream, mut feed: mpsc::UnboundedReceiver<Feed>, sessi
                         }
                     }
                     Ok(Some(Event::Stanza(el))) => {
-                        stream_error |= el.is("error", ns::STREAM);
+                        let is_error = el.is("error", ns::STREAM);
+                        stream_error |= is_error;
                         if el.is("enabled", ns::SM) {
                             session.lock().sm_enabled = true;
                         }
                         let success = el.is("success", ns::SASL);
-                        session.push_output(element_string(&el));
+                        session.push_output(element_string(&el), is_error);
                         if success {
                             // The client restarts the stream (xmpp:restart); a new header follows.
                             framer.reset();
@@ -888,7 +896,7 @@ mod tests {
         // goes to the one still waiting.
         let a101 = first.await.unwrap();
         assert_eq!(a101, "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams'/>");
-        s.push_output("<message xmlns=\"jabber:client\"/>".into());
+        s.push_output("<message xmlns=\"jabber:client\"/>".into(), false);
         let a102 = early.await.unwrap();
         assert!(a102.contains("<message xmlns=\"jabber:client\"/></body>"), "{a102}");
         // A repeated rid gets the same answer, without applying anything again.
