@@ -99,8 +99,11 @@ async def test_subscribe_last_item_notifications_and_unsubscribe(server, new_use
     # The requester's subscriptions, at the service and per node.
     r = await b.plugin["xep_0060"].get_subscriptions(alice.jid)
     assert subs_of(r) == [(NS_FEED, bob.jid, "subscribed")]
+    await ps.publish(None, "urn:example:other", id="x", payload=tune("x"), options=publish_options(access_model="open"))
     r = await b.plugin["xep_0060"].get_subscriptions(alice.jid, node="urn:example:other")
     assert subs_of(r) == []
+    resp = await b.iq("get", f"<pubsub xmlns='{NS_PUBSUB}'><subscriptions node='urn:example:none'/></pubsub>", to=alice.jid)
+    assert stanza_error(resp)[0] == "item-not-found"
     # A full-JID subscription of a second resource gets its own copy.
     b2 = await pep_client(clients, bob, resource="phone")
     r = await b2.plugin["xep_0060"].subscribe(alice.jid, NS_FEED, bare=False)

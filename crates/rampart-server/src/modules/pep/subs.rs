@@ -166,8 +166,17 @@ pub async fn unsubscribe(router: &Router, ctx: &SessionCtx, owner: &Jid, node: &
     Ok(())
 }
 
+/// §5.6.4 / §5.7.4: a request about one node needs the node.
+async fn node_exists(router: &Router, owner: &Jid, node: Option<&str>) -> Result<(), StanzaError> {
+    match node {
+        Some(n) => node_config(router, owner.as_str(), n).await?.map(|_| ()).ok_or_else(not_found),
+        None => Ok(()),
+    }
+}
+
 /// §5.6: the requester's subscriptions at `owner`'s service (of one node, or all).
 pub async fn own_subscriptions(router: &Router, ctx: &SessionCtx, owner: &Jid, node: Option<&str>) -> Result<Element, StanzaError> {
+    node_exists(router, owner, node).await?;
     let subs = router.stores.pep.subscriptions(owner.as_str(), node, Some(ctx.jid.bare_str())).await.map_err(internal)?;
     let mut el = Element::new("subscriptions", pubsub::NS);
     if let Some(n) = node {
@@ -182,6 +191,7 @@ pub async fn own_subscriptions(router: &Router, ctx: &SessionCtx, owner: &Jid, n
 /// §5.7: the requester's affiliations at `owner`'s service (of one node, or all): `owner`
 /// of every node of its own service, else what the owner gave it.
 pub async fn own_affiliations(router: &Router, ctx: &SessionCtx, owner: &Jid, node: Option<&str>) -> Result<Element, StanzaError> {
+    node_exists(router, owner, node).await?;
     let mut el = Element::new("affiliations", pubsub::NS);
     if let Some(n) = node {
         el.set_attr("node", n);
