@@ -230,10 +230,17 @@ async def test_moderator_retracts_a_message(clients, new_user):
     assert_moderated_tombstone(tomb, f"{room}/alice", "spam is not welcome")
     assert text not in ET_str(tomb), "history must not leak the retracted text"
 
-    # MAM on the room: the same tombstone under the same id.
-    results = dict(await mam(d, room))
+    # MAM on the room: the same tombstone under the same id, and the announcement after it
+    # (a client catching up applies it to the copy it already has).
+    listing = await mam(d, room)
+    results = dict(listing)
     assert body_of(results[keep]) == "a perfectly fine message"
     assert_moderated_tombstone(results[sid], f"{room}/alice", "spam is not welcome")
+    anns = [(i, m) for i, m in listing if m.find(f"{{{NS_RETRACT}}}retract") is not None]
+    assert len(anns) == 1 and int(anns[0][0]) > int(sid), [ET_str(m) for _, m in anns]
+    ann = anns[0][1]
+    assert ann.get("from") == room and ann.find(f"{{{NS_RETRACT}}}retract").get("id") == sid
+    assert ann.find(f"{{{NS_RETRACT}}}retract/{{{NS_MODERATE}}}moderated").get("by") == f"{room}/alice"
 
     # The compliance archive keeps the original unchanged and records the act.
     originals = archive_search(a.rampart, text)

@@ -84,7 +84,8 @@
 //! [`Archive::mam_query`] serves XEP-0313 for a user's own view: messages with a body, sent
 //! or received by the owner, that were delivered or stored offline (messages the guard
 //! blocked, quarantined or that bounced are kept for compliance but not shown). Archive ids
-//! are sequence numbers as strings.
+//! are sequence numbers as strings. With [`MamQuery::with_moderation`] (MAM on a group chat
+//! room) the owner's `moderation` records are included, so the announcements replay.
 
 pub mod backend;
 mod error;

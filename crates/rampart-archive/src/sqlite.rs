@@ -409,11 +409,15 @@ fn build_search(q: &SearchQuery, range: Option<(u64, u64)>, limit: u32) -> Resul
 /// Condition and arguments selecting `owner`'s MAM-visible messages (on `parties p` joined
 /// with `records r`).
 fn mam_filter(owner: &str, q: &MamQuery) -> Sql {
-    let mut sql = Sql::new(
+    let mut sql = Sql::new(if q.with_moderation {
+        " FROM parties p CROSS JOIN records r ON r.seq = p.seq WHERE p.account = ? \
+         AND ((+r.kind = 'message' AND +r.verdict IN ('delivered', 'offline') \
+         AND r.body IS NOT NULL) OR (+r.kind = 'moderation' AND +r.verdict = 'delivered'))"
+    } else {
         " FROM parties p CROSS JOIN records r ON r.seq = p.seq WHERE p.account = ? \
          AND +r.kind = 'message' AND +r.verdict IN ('delivered', 'offline') \
-         AND r.body IS NOT NULL",
-    );
+         AND r.body IS NOT NULL"
+    });
     sql.bind_str(bare(owner));
     if let Some(with) = q.with.as_deref().filter(|w| !w.is_empty()) {
         sql.push(" AND p.peer = ?").bind_str(bare(with));

@@ -1195,9 +1195,28 @@ async fn moderation_record_keeps_the_original_and_verifies() {
     // MAM shows messages only: the moderation act is not a message of the room.
     let page = a.mam_query(room, &MamQuery::default()).await.unwrap();
     assert_eq!(page.records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![original]);
+    // MAM on a room asks for the announcements too (with or without a reason); the
+    // moderator's own MAM never shows them.
+    let silent = a
+        .append(NewRecord {
+            body: None,
+            stanza_id: Some("99".into()),
+            ..moderation.clone()
+        })
+        .await
+        .unwrap();
+    let mq = MamQuery {
+        with_moderation: true,
+        ..Default::default()
+    };
+    let page = a.mam_query(room, &mq).await.unwrap();
+    assert_eq!(page.records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![original, seq, silent]);
+    assert_eq!(page.count, 3);
+    let mine = a.mam_query("alice@x", &MamQuery::default()).await.unwrap();
+    assert!(mine.records.is_empty(), "{:?}", mine.records);
     // An export of the room carries both and verifies.
     let out = dir.path().join("export");
     let m = a.export(&q, ExportFormat::Jsonl, &out).await.unwrap();
-    assert_eq!(m.records.len(), 2);
+    assert_eq!(m.records.len(), 3);
     verify_export(&out, Some(&a.public_key())).unwrap();
 }

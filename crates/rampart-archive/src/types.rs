@@ -351,6 +351,10 @@ pub struct MamQuery {
     /// Bare JIDs whose conversations are hidden from this view (e.g. quarantined accounts,
     /// whose withdrawn messages must not come back through the history).
     pub exclude_peers: Vec<String>,
+    /// Also return the owner's [`RecordKind::Moderation`] records (with or without a
+    /// reason): MAM on a group chat room (the owner is the room) replays moderators'
+    /// retraction announcements, so clients catching up apply them.
+    pub with_moderation: bool,
     /// Inclusive start, ms since the epoch.
     pub start_ms: Option<i64>,
     /// Inclusive end, ms since the epoch.

@@ -2,7 +2,8 @@
 //! public rooms; a room describes its configuration with `muc_*` features and the
 //! `muc#roominfo` form), XEP-0199 ping and XEP-0410 self-ping to an occupant JID, XEP-0313
 //! MAM queries to a room (served from the compliance archive, messages as occupants saw
-//! them), dispatch of `muc#owner` and `muc#admin` to [`super::admin`], and other IQs to an
+//! them, retracted ones as tombstones, moderators' retraction announcements included),
+//! XEP-0425 moderation requests to [`super::moderation`], dispatch of `muc#owner` and `muc#admin` to [`super::admin`], and other IQs to an
 //! occupant JID relayed to the occupant's client under the asker's occupant JID (real JIDs
 //! stay hidden both ways).
 
@@ -187,6 +188,8 @@ async fn room_mam(svc: &MucService, router: &Router, room: &super::room::Room, f
     // `with` names an occupant JID here; the archive knows real JIDs, so it is not offered.
     query.with = None;
     query.exclude_peers = router.quarantine.accounts();
+    // Moderators' retraction announcements replay, so clients catching up apply them.
+    query.with_moderation = true;
     let page = match archive.mam_query(room.jid.as_str(), &query).await {
         Ok(p) => p,
         Err(rampart_archive::ArchiveError::ItemNotFound(id)) => {
