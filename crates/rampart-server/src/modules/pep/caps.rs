@@ -249,6 +249,23 @@ mod tests {
     }
 
     #[test]
+    fn caps2_is_preferred_and_a_broken_caps2_falls_back_to_xep_0115() {
+        let cache = CapsCache::default();
+        let info = DiscoInfo { features: vec!["urn:t+notify".into()], ..DiscoInfo::default() };
+        let v1 = caps::hash(&info, "sha-1").unwrap();
+        let v2 = caps::caps2_hash(&info, "sha-256").unwrap();
+        let both = presence(&v1).with_child(Caps2 { hashes: vec![("sha-256".into(), v2.clone())] }.into());
+        let a = Jid::parse("a@x/1").unwrap();
+        let Seen::Ask(q) = cache.presence(&a, &both, "x") else { panic!("expected a query") };
+        assert_eq!(q.child("query", ns::DISCO_INFO).and_then(|q| q.attr("node")), Some(caps::caps2_node("sha-256", &v2).as_str()));
+        // A <c xmlns='urn:xmpp:caps'/> without hashes is ignored; the XEP-0115 element counts.
+        let broken = presence(&v1).with_child(Element::new("c", caps::NS_CAPS2));
+        let b = Jid::parse("b@x/1").unwrap();
+        let Seen::Ask(q) = cache.presence(&b, &broken, "x") else { panic!("expected a query") };
+        assert_eq!(q.child("query", ns::DISCO_INFO).and_then(|q| q.attr("node")), Some(format!("n#{v1}").as_str()));
+    }
+
+    #[test]
     fn one_question_per_session_and_forget_clears_it() {
         let cache = CapsCache::default();
         let a = Jid::parse("a@x/1").unwrap();
