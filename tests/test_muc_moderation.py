@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import xml.etree.ElementTree as ET
 
 from slixmpp import JID
 from slixmpp.exceptions import IqError
@@ -175,7 +176,6 @@ def assert_moderated_tombstone(el, by: str, reason: str) -> None:
 
 
 def ET_str(el) -> str:
-    import xml.etree.ElementTree as ET
     return ET.tostring(el, encoding="unicode")
 
 
