@@ -368,11 +368,16 @@ async def test_stream_error_ends_the_session(server, bosh):
     assert condition(await b.post()) == "item-not-found"
 
 
-async def test_restart_with_payload_is_a_bad_request(server, bosh):
+async def test_restart_with_payload_or_before_sasl_is_a_bad_request(server, bosh):
     b = bosh()
     await b.create()
     await b.features()
     body = await b.post(f"<presence xmlns='{NS_CLIENT}'/>", attrs=f"xmlns:xmpp='{NS_XBOSH}' xmpp:restart='true'")
+    assert condition(body) == "bad-request", ET.tostring(body)
+    b = bosh()
+    await b.create()
+    await b.features()
+    body = await b.post(attrs=f"xmlns:xmpp='{NS_XBOSH}' xmpp:restart='true'")
     assert condition(body) == "bad-request", ET.tostring(body)
 
 

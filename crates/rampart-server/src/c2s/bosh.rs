@@ -244,6 +244,8 @@ struct State {
     ended: Option<Option<&'static str>>,
     /// A terminate answer was given.
     terminate_sent: bool,
+    /// SASL succeeded and the stream has not been restarted yet (`xmpp:restart` is allowed).
+    restart_ok: bool,
     /// The client enabled XEP-0198: the c2s session accounts for unacknowledged stanzas.
     sm_enabled: bool,
     /// Since when no request is waiting.
@@ -263,6 +265,7 @@ impl State {
             authid: None,
             ended: None,
             terminate_sent: false,
+            restart_ok: false,
             sm_enabled: false,
             idle_since: None,
             next_token: 0,
@@ -377,6 +380,12 @@ impl Session {
                 tracing::info!(sid = %self.sid, rid, expected = next, "BOSH rid out of the window");
                 self.end(Some("item-not-found"));
                 return terminate_body("item-not-found");
+            } else if restart && !st.restart_ok {
+                // XEP-0206 §5: a restart only right after SASL success.
+                drop(st);
+                tracing::info!(sid = %self.sid, "BOSH restart without a SASL success");
+                self.end(Some("bad-request"));
+                return terminate_body("bad-request");
             } else {
                 let payload = Payload { bytes, permit, restart, terminate };
                 if rid == next {
@@ -408,6 +417,7 @@ impl Session {
             let _ = self.feed.send(Feed::Bytes(p.bytes, p.permit));
         }
         if p.restart {
+            st.restart_ok = false;
             let _ = self.feed.send(Feed::Header);
         }
         if p.terminate && st.ended.is_none() {
@@ -702,6 +712,9 @@ async fn bridge(io: DuplexStream, mut feed: mpsc::UnboundedReceiver<Feed>, sessi
                             session.lock().sm_enabled = true;
                         }
                         let success = el.is("success", ns::SASL);
+                        if success {
+                            session.lock().restart_ok = true;
+                        }
                         session.push_output(element_string(&el), is_error);
                         if success {
                             // The client restarts the stream (xmpp:restart); a new header follows.
