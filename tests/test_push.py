@@ -15,12 +15,13 @@ gives exactly one notification with the summary form (message-count) and neither
 sender (the enterprise default), with the registration's publish-options; a burst gives one
 notification (rate limit); a device whose TCP connection dies while its XEP-0198 session
 hibernates is notified, a connected one is not, and a message it received without
-acknowledging it before the connection died notifies when the session hibernates; disable stops notifications; an app server's
-item-not-found disables that registration only; registrations survive a restart; a message
-the guard blocks (EICAR) wakes nobody; malformed enable requests get bad-request and a push
-service on another domain is refused while federation is off; with include_body and
-include_sender on, the summary carries them; an app server on another domain is reached
-through federation and the border policy (and refused where IQs may not go out).
+acknowledging it before the connection died notifies when the session hibernates; disable
+stops notifications; an app server's item-not-found disables that registration only; a
+ninth device drops the oldest; registrations survive a restart; a message the guard blocks
+(EICAR) wakes nobody; malformed enable requests get bad-request and a push service on
+another domain is refused while federation is off; with include_body and include_sender
+on, the summary carries them; an app server on another domain is reached through
+federation and the border policy (and refused where IQs may not go out).
 """
 
 from __future__ import annotations
@@ -330,6 +331,22 @@ async def test_app_server_error_disables_that_registration(server, new_user, cli
     push = await app.wait_push(ok)
     assert summary_of(push).get("message-count") == "2", summary_of(push)
     await app.assert_no_push(gone, within=2.0)
+
+
+async def test_too_many_devices_drops_the_oldest_registration(server, new_user, clients):
+    """Beyond max_devices (8 by default) the least recently registered device is dropped."""
+    app = await app_server(clients, new_user)
+    alice, bob = new_user("alice"), new_user("bob")
+    phone = await clients(bob, "phone")
+    nodes = [node_name() for _ in range(9)]
+    for n in nodes:
+        assert (await enable(phone, app.jid, n))["type"] == "result"
+    await phone.logout()
+    a = await online(clients, alice)
+    a.send_msg(bob.jid, "to every device")
+    for n in nodes[1:]:
+        await app.wait_push(n)
+    await app.assert_no_push(nodes[0], within=1.5)
 
 
 async def test_registration_survives_restart(server, new_user, clients):

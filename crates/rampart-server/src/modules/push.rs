@@ -132,6 +132,9 @@ pub struct Push {
     devices: Mutex<HashMap<Key, Device>>,
     /// Notifications sent, by IQ id.
     pending: Mutex<HashMap<String, Pending>>,
+    /// The latest `enabled_at_ms` given out: registration times are strictly increasing, so
+    /// "least recently enabled" is well defined even within one millisecond.
+    last_enabled_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Push {
@@ -153,6 +156,17 @@ impl Push {
 
     fn devices(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Device>> {
         self.devices.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Now in Unix milliseconds, but later than any time given out before.
+    fn enable_time(&self) -> i64 {
+        use std::sync::atomic::Ordering;
+        let now = crate::pipeline::now_ms();
+        let prev = self.last_enabled_ms.fetch_max(now, Ordering::Relaxed);
+        if prev < now {
+            return now;
+        }
+        self.last_enabled_ms.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
@@ -234,7 +248,7 @@ impl IqHandler for PushHandler {
                     service: en.jid.as_str().to_owned(),
                     node: en.node.clone(),
                     publish_options: en.publish_options.map(|f| Element::from(f).to_xml_string()),
-                    enabled_at_ms: crate::pipeline::now_ms(),
+                    enabled_at_ms: router.push.enable_time(),
                 };
                 let dropped = router.stores.push.push_enable(&account, &reg, settings.max_per_account).await.map_err(|e| match e {
                     StoreError::NotFound => StanzaError::new(ErrorType::Cancel, DefinedCondition::ItemNotFound),
@@ -478,6 +492,14 @@ mod tests {
         assert_eq!(d.waiting(1, t0, min), None);
         d.waiting = u32::MAX;
         assert_eq!(d.waiting(3, t0 + Duration::from_secs(100), min), Some(u32::MAX));
+    }
+
+    #[test]
+    fn enable_times_increase_strictly() {
+        let p = Push::default();
+        let times: Vec<i64> = (0..1000).map(|_| p.enable_time()).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]));
+        assert!(times[0] >= crate::pipeline::now_ms() - 60_000);
     }
 
     #[test]
