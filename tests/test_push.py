@@ -21,7 +21,8 @@ ninth device drops the oldest; registrations survive a restart; a message the gu
 (EICAR) wakes nobody; malformed enable requests get bad-request and a push service on
 another domain is refused while federation is off; with include_body and include_sender
 on, the summary carries them; an app server on another domain is reached through
-federation and the border policy (and refused where IQs may not go out).
+federation and the border policy (and refused where IQs may not go out); with
+[push] enabled = false nothing is advertised and <enable/> gets service-unavailable.
 """
 
 from __future__ import annotations
@@ -486,3 +487,24 @@ async def test_remote_app_server_through_the_border_policy():
             c.kill()
         for s in (alpha, beta, gamma):
             s.stop()
+
+
+async def test_switched_off():
+    """[push] enabled = false: not advertised, <enable/> gets service-unavailable."""
+    srv = RampartServer(WORK / "test_push_off", extra_toml="[push]\nenabled = false\n")
+    srv.start()
+    made = []
+    try:
+        bob = srv.add_user("bob")
+        phone = make_client(srv, bob, "phone")
+        made.append(phone)
+        await phone.login()
+        resp = await phone.iq("get", f"<query xmlns='{NS_DISCO_INFO}'/>", to=bob.jid)
+        feats = {f.get("var") for f in resp.xml.iter(f"{{{NS_DISCO_INFO}}}feature")}
+        assert NS_PUSH not in feats, feats
+        resp = await phone.iq("set", f"<enable xmlns='{NS_PUSH}' jid='{bob.jid}/x' node='n'/>")
+        assert resp["type"] == "error" and stanza_error(resp)[0] == "service-unavailable", resp
+    finally:
+        for c in made:
+            c.kill()
+        srv.stop()

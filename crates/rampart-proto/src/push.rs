@@ -132,7 +132,7 @@ impl TryFrom<&Element> for Command {
     }
 }
 
-/// The `urn:xmpp:push:summary` form of a notification (XEP-0357 §5). Every field is
+/// The `urn:xmpp:push:summary` form of a notification (XEP-0357). Every field is
 /// optional: the server decides how much it tells the app server.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Summary {
@@ -177,7 +177,7 @@ impl TryFrom<&DataForm> for Summary {
 
 /// The `<pubsub/>` payload of a notification: publish one item holding the
 /// `<notification/>` with the summary to `node`, followed by the registration's
-/// publish-options, if it has any (XEP-0357 §7).
+/// publish-options, if it has any (XEP-0357).
 pub fn publish(node: &str, summary: Summary, publish_options: Option<&DataForm>) -> Element {
     let notification = Element::new("notification", NS).with_child(DataForm::from(summary).into());
     let mut pubsub = Element::new("pubsub", ns::PUBSUB).with_child(

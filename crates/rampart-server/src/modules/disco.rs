@@ -75,7 +75,7 @@ impl IqHandler for DiscoInfoHandler {
                 features: {
                     let mut f = vec![ns::DISCO_INFO.to_owned()];
                     f.extend(crate::modules::pep::FEATURES.iter().map(|s| (*s).to_owned()));
-                    // XEP-0357 §5: the account can register app servers.
+                    // XEP-0357: the account can register app servers.
                     if router.config.push.enabled {
                         f.push(crate::modules::push::NS_PUSH.to_owned());
                     }

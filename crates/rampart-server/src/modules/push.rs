@@ -110,8 +110,8 @@ impl Device {
     }
 }
 
-/// Does an app server's error say it no longer knows the device (XEP-0357 §8: the
-/// registration should be removed), rather than a passing failure?
+/// Does an app server's error say it no longer knows the device (XEP-0357 remote
+/// disabling: the registration should be removed), rather than a passing failure?
 fn forgets_device(error_type: &str, condition: &str) -> bool {
     error_type == "cancel" || matches!(condition, "item-not-found" | "not-authorized")
 }
@@ -219,7 +219,7 @@ pub struct PushHandler;
 #[async_trait]
 impl IqHandler for PushHandler {
     fn features(&self) -> &'static [&'static str] {
-        // Advertised on the account (disco.rs), as XEP-0357 §5 and Prosody do.
+        // Advertised on the account (disco.rs), as XEP-0357 and Prosody do.
         &[]
     }
 
