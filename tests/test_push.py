@@ -17,7 +17,8 @@ notification (rate limit); a device whose TCP connection dies while its XEP-0198
 hibernates is notified, a connected one is not, and a message it received without
 acknowledging it before the connection died notifies when the session hibernates; disable
 stops notifications; an app server's item-not-found disables that registration only; a
-ninth device drops the oldest; registrations survive a restart; a message the guard blocks
+ninth device drops the oldest; `rampart push list` / `remove` show and revoke registrations
+(never their secrets); registrations survive a restart; a message the guard blocks
 (EICAR) wakes nobody; malformed enable requests get bad-request and a push service on
 another domain is refused while federation is off; with include_body and include_sender
 on, the summary carries them; an app server on another domain is reached through
@@ -348,6 +349,36 @@ async def test_too_many_devices_drops_the_oldest_registration(server, new_user, 
     for n in nodes[1:]:
         await app.wait_push(n)
     await app.assert_no_push(nodes[0], within=1.5)
+
+
+async def test_administrator_lists_and_removes_registrations(server, new_user, clients):
+    """`rampart push list` shows who registered which app server (never the secrets);
+    `rampart push remove` stops notifications to it while the server runs."""
+    import json
+    app = await app_server(clients, new_user)
+    alice, bob = new_user("alice"), new_user("bob")
+    phone = await clients(bob, "phone")
+    node = node_name()
+    assert (await enable(phone, app.jid, node, secret="very-secret-token"))["type"] == "result"
+    r = server.cli("push", "list", bob.jid)
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.strip()
+    assert line.split("\t")[:3] == [bob.jid, app.jid, node] and line.endswith("publish-options"), line
+    assert "very-secret-token" not in r.stdout
+    r = server.cli("push", "list", "--json")
+    regs = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+    assert {"account": bob.jid, "service": app.jid, "node": node} in [
+        {k: g[k] for k in ("account", "service", "node")} for g in regs], regs
+    r = server.cli("push", "remove", bob.jid, app.jid, node)
+    assert r.returncode == 0 and "removed 1" in r.stdout, (r.stdout, r.stderr)
+    r = server.cli("push", "remove", bob.jid, app.jid, node)
+    assert r.returncode != 0 and "no push registration" in r.stderr, (r.stdout, r.stderr)
+    assert server.cli("push", "list", bob.jid).stdout.strip() == "no push registrations"
+    await phone.logout()
+    a = await online(clients, alice)
+    a.send_msg(bob.jid, "nobody is woken")
+    await a.sync()
+    await app.assert_no_push(node, within=2.0)
 
 
 async def test_registration_survives_restart(server, new_user, clients):

@@ -5,6 +5,7 @@ mod admin;
 mod bosh;
 mod config;
 mod federation;
+mod push;
 mod setup;
 mod upload;
 mod websocket;
@@ -58,6 +59,23 @@ enum Command {
     /// Federation (server-to-server).
     #[command(subcommand)]
     S2s(S2sCommand),
+    /// Push notification registrations of mobile devices (XEP-0357).
+    #[command(subcommand)]
+    Push(PushCommand),
+}
+
+#[derive(Subcommand)]
+enum PushCommand {
+    /// Registrations (account, app server, node), of one account or of all.
+    List {
+        /// Only this account.
+        jid: Option<String>,
+        /// One JSON object per registration a line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an account's registration with an app server (one node, or all of them).
+    Remove { jid: String, service: String, node: Option<String> },
 }
 
 #[derive(Subcommand)]
@@ -249,6 +267,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Quarantine(QuarantineCommand::List) => runtime()?.block_on(admin::quarantine_list(&cfg)),
         Command::Quarantine(QuarantineCommand::Release { jid }) => runtime()?.block_on(admin::quarantine_release(&cfg, &jid)),
         Command::S2s(S2sCommand::Status { json }) => runtime()?.block_on(federation::status(&cfg, json)),
+        Command::Push(PushCommand::List { jid, json }) => runtime()?.block_on(push::list(&cfg, jid.as_deref(), json)),
+        Command::Push(PushCommand::Remove { jid, service, node }) => {
+            runtime()?.block_on(push::remove(&cfg, &jid, &service, node.as_deref()))
+        }
         Command::Events(EventsCommand::List { since, json, limit }) => {
             runtime()?.block_on(admin::events_list(&cfg, since.as_deref(), json, limit))
         }
