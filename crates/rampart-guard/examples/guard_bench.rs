@@ -93,7 +93,14 @@ fn main() {
             "composing",
             "http://jabber.org/protocol/chatstates",
         ));
-        let n = 200_000u32;
+        // GUARD_BENCH_N scales the runs down (e.g. under callgrind); GUARD_BENCH_ONLY runs
+        // only the cases whose name contains it.
+        let n: u32 = std::env::var("GUARD_BENCH_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        let only = std::env::var("GUARD_BENCH_ONLY").unwrap_or_default();
+        let wanted = |name: &str| name.contains(only.as_str());
 
         // Realistic traffic: every message a different sentence, between 1000 accounts.
         let vocab: Vec<String> = (0..400)
@@ -132,6 +139,9 @@ fn main() {
             ("load-generator bodies, 20 pairs (no YARA)", &plain),
             ("load-generator bodies, 20 pairs, with YARA", &with_yara),
         ] {
+            if !wanted(name) {
+                continue;
+            }
             let start = mark();
             for i in 0..n {
                 let p = (i % 20) as usize;
@@ -148,6 +158,9 @@ fn main() {
             ("unique 12-word texts, 1000x1000 accounts (no YARA)", &plain),
             ("unique 12-word texts, with YARA", &with_yara),
         ] {
+            if !wanted(name) {
+                continue;
+            }
             let n = if name.contains("with YARA") { n / 4 } else { n };
             let start = mark();
             for i in 0..n {
@@ -177,6 +190,9 @@ fn main() {
             ("text, 82 chars, no URL, with YARA", &with_yara, &text),
             ("text with an external URL, with YARA", &with_yara, &link),
         ] {
+            if !wanted(name) {
+                continue;
+            }
             let n = if name.contains("with YARA") {
                 n / 10
             } else {
@@ -194,6 +210,9 @@ fn main() {
             report(name, n, start);
         }
 
+        if !wanted("YaraScanner::scan") {
+            return;
+        }
         let m200 = vec![b'x'; 200];
         let start = mark();
         for _ in 0..20_000 {

@@ -524,12 +524,15 @@ impl Guard {
         }
 
         // 2. Links: blocklists, lures; untrusted ones become behavioural keys.
-        let blocklists = self.blocklists();
+        // Fetched on the first link only: most messages carry none.
+        let mut blocklists: Option<Arc<BlocklistSet>> = None;
         let mut seen_urls: Vec<String> = Vec::new();
         let mut trusted_link = false;
+        // Links in the text are found once: the link rules here and the text fingerprint
+        // below both use them (no allocation when there are none).
+        let text_links: Vec<&str> = content.texts.iter().flat_map(|t| url::extract(t)).collect();
         let explicit = content.urls.iter().map(|u| &**u);
-        let in_text = content.texts.iter().flat_map(|t| url::extract(t));
-        for raw in explicit.chain(in_text) {
+        for raw in explicit.chain(text_links.iter().copied()) {
             // Links to our own uploads stand for the file behind them (see `uploads`).
             if self.upload_link(raw, &mut seen_urls, &mut hit, &mut keys).await? {
                 continue;
@@ -545,7 +548,7 @@ impl Guard {
             let trusted = self.classifier.is_trusted(&u);
             trusted_link |= trusted;
             if hit.is_none() {
-                if let Some(m) = blocklists.check(&u) {
+                if let Some(m) = blocklists.get_or_insert_with(|| self.blocklists()).check(&u) {
                     let entry = match m {
                         BlockMatch::Host(h) => h,
                         BlockMatch::Url(k) => k,
@@ -629,28 +632,32 @@ impl Guard {
         // A message about a trusted (company) link is not fingerprinted by its text either:
         // forwarding an intranet announcement along the team is ordinary.
         let text_fp = if !(trusted_link && keys.is_empty()) {
-            let names: Vec<&str> = if room.is_some() {
-                Vec::new()
-            } else {
-                to.node()
-                    .map(|n| fingerprint::name_parts(n).collect())
-                    .unwrap_or_default()
-            };
+            let mut name_buf: [&str; 8] = [""; 8];
+            let mut n_names = 0;
+            if room.is_none()
+                && let Some(node) = to.node()
+            {
+                for part in fingerprint::name_parts(node).take(name_buf.len()) {
+                    name_buf[n_names] = part;
+                    n_names += 1;
+                }
+            }
+            let names = &name_buf[..n_names];
             let min = if machine_like {
                 4
             } else {
                 self.config.min_text_chars
             };
-            let joined;
-            let text: &str = match content.texts.len() {
-                0 => "",
-                1 => &content.texts[0],
-                _ => {
-                    joined = content.texts.join("\n");
-                    &joined
-                }
+            let fp = match content.texts.len() {
+                0 => fingerprint::text_fingerprint("", names),
+                1 => fingerprint::text_fingerprint_with_links(
+                    &content.texts[0],
+                    names,
+                    text_links.iter().copied(),
+                ),
+                _ => fingerprint::text_fingerprint(&content.texts.join("\n"), names),
             };
-            fingerprint::text_fingerprint(text, &names).filter(|f| f.chars >= min)
+            fp.filter(|f| f.chars >= min)
         } else {
             None
         };
@@ -786,8 +793,22 @@ impl Guard {
         if self.engines.is_empty() {
             return Ok(None);
         }
+        // Engines that can answer in process (YARA on short inputs) answer first, with no
+        // future, box or timer; the others (clamd, large inputs) run under the deadline.
+        let mut pending = false;
+        for e in &self.engines {
+            match e.scan_now(data) {
+                Some(Ok(Some(sig))) => return Ok(Some((e.name().to_owned(), sig))),
+                Some(Ok(None)) => {}
+                Some(Err(err)) => return Err(err),
+                None => pending = true,
+            }
+        }
+        if !pending {
+            return Ok(None);
+        }
         let run = async {
-            for e in &self.engines {
+            for e in self.engines.iter().filter(|e| !e.scan_now_supported(data)) {
                 if let Some(sig) = e.scan(data).await? {
                     return Ok(Some((e.name().to_owned(), sig)));
                 }

@@ -19,6 +19,18 @@ pub trait Scanner: Send + Sync {
     fn name(&self) -> &str;
     /// Scan bytes: `Ok(Some(signature))` on a match, `Ok(None)` if clean.
     async fn scan(&self, data: &[u8]) -> Result<Option<String>, GuardError>;
+
+    /// Whether [`Scanner::scan_now`] answers for `data` (no I/O, no blocking pool).
+    fn scan_now_supported(&self, _data: &[u8]) -> bool {
+        false
+    }
+
+    /// Scan on the calling thread, at once, when the engine can (in-process, short input):
+    /// the same answer as [`Scanner::scan`], without a boxed future. `None` if the engine
+    /// must go through [`Scanner::scan`].
+    fn scan_now(&self, _data: &[u8]) -> Option<Result<Option<String>, GuardError>> {
+        None
+    }
 }
 
 /// Inputs at most this long are scanned on the calling task; longer ones on tokio's blocking
@@ -142,6 +154,15 @@ impl YaraScanner {
 impl Scanner for YaraScanner {
     fn name(&self) -> &str {
         "yara"
+    }
+
+    fn scan_now_supported(&self, data: &[u8]) -> bool {
+        data.len() <= INLINE_SCAN_MAX
+    }
+
+    fn scan_now(&self, data: &[u8]) -> Option<Result<Option<String>, GuardError>> {
+        self.scan_now_supported(data)
+            .then(|| Self::scan_sync(&self.rules, self.id, self.timeout, data))
     }
 
     async fn scan(&self, data: &[u8]) -> Result<Option<String>, GuardError> {
