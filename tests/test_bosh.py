@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
-import os
 import random
 import ssl
 import xml.etree.ElementTree as ET
@@ -28,6 +25,7 @@ import aiohttp
 import pytest
 
 from rampart_harness import RampartServer
+from scram_client import ScramClient
 from conftest import WORK_ROOT
 
 NS_BOSH = "http://jabber.org/protocol/httpbind"
@@ -183,29 +181,14 @@ class Bosh:
         return res.findtext(f"{{{NS_BIND}}}bind/{{{NS_BIND}}}jid")
 
     async def scram(self, user):
-        nonce = base64.b64encode(os.urandom(18)).decode()
-        first_bare = f"n={user.localpart},r={nonce}"
-        await self.send(f"<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-256'>"
-                        f"{base64.b64encode(('n,,' + first_bare).encode()).decode()}</auth>")
+        scram = ScramClient(user.localpart, user.password)
+        await self.send(f"<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-256'>{scram.first()}</auth>")
         ch = await self.take(lambda e: e.tag.startswith(f"{{{NS_SASL}}}"), what="SASL challenge")
         assert ch.tag == f"{{{NS_SASL}}}challenge", ET.tostring(ch)
-        server_first = base64.b64decode(ch.text).decode()
-        attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
-        assert attrs["r"].startswith(nonce)
-        salted = hashlib.pbkdf2_hmac("sha256", user.password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
-        client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-        stored = hashlib.sha256(client_key).digest()
-        final_wo_proof = f"c={base64.b64encode(b'n,,').decode()},r={attrs['r']}"
-        auth_msg = f"{first_bare},{server_first},{final_wo_proof}".encode()
-        sig = hmac.new(stored, auth_msg, hashlib.sha256).digest()
-        proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, sig))).decode()
-        await self.send(f"<response xmlns='{NS_SASL}'>"
-                        f"{base64.b64encode(f'{final_wo_proof},p={proof}'.encode()).decode()}</response>")
+        await self.send(f"<response xmlns='{NS_SASL}'>{scram.final(ch.text)}</response>")
         ok = await self.take(lambda e: e.tag.startswith(f"{{{NS_SASL}}}"), what="SASL outcome")
         assert ok.tag == f"{{{NS_SASL}}}success", ET.tostring(ok)
-        server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-        expect_v = base64.b64encode(hmac.new(server_key, auth_msg, hashlib.sha256).digest()).decode()
-        assert base64.b64decode(ok.text).decode() == f"v={expect_v}", "server signature"
+        scram.check_success(ok.text)
 
 
 @pytest.fixture
