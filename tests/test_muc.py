@@ -41,10 +41,10 @@ def new_room(tag: str = "room") -> str:
     return f"{tag}-{secrets.token_hex(3)}@{MUC}"
 
 
-async def online(clients, user, resource: str = "pc"):
-    """A logged-in, available client with the MUC plugins."""
+async def online(clients, user, resource: str = "pc", plugins=PLUGINS):
+    """A logged-in, available client with the MUC plugins (and any others in `plugins`)."""
     c = clients.new(user, resource)
-    for p in PLUGINS:
+    for p in plugins:
         c.register_plugin(p)
     await c.login()
     await c.go_online()

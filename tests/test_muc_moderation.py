@@ -27,6 +27,8 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from rampart_harness import (
     NS_CLIENT, archive_search, archive_verify, stanza_error, stanza_id_of,
 )
+from test_muc import create, join, new_room
+from test_muc import online as muc_online
 
 MUC = "conference.localhost"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
@@ -42,36 +44,8 @@ NS_DELAY = "urn:xmpp:delay"
 PLUGINS = ("xep_0004", "xep_0030", "xep_0045", "xep_0359", "xep_0421", "xep_0424", "xep_0425")
 
 
-def new_room(tag: str = "mod") -> str:
-    return f"{tag}-{secrets.token_hex(3)}@{MUC}"
-
-
 async def online(clients, user, resource: str = "pc"):
-    c = clients.new(user, resource)
-    for p in PLUGINS:
-        c.register_plugin(p)
-    await c.login()
-    await c.go_online()
-    return c
-
-
-def muc(c):
-    return c.plugin["xep_0045"]
-
-
-async def create(c, room: str, nick: str, **config) -> None:
-    """Create an instant room (configured with muc#roomconfig_<key> = value)."""
-    await muc(c).join_muc_wait(room, nick, maxstanzas=0, timeout=20)
-    form = c.plugin["xep_0004"].make_form(ftype="submit")
-    form.add_field(var="FORM_TYPE", ftype="hidden", value="http://jabber.org/protocol/muc#roomconfig")
-    for k, v in config.items():
-        form.add_field(var=f"muc#roomconfig_{k}", value=("1" if v else "0") if isinstance(v, bool) else str(v))
-    await muc(c).set_room_config(room, form)
-
-
-async def join(c, room: str, nick: str, **kw):
-    kw.setdefault("timeout", 20)
-    return await muc(c).join_muc_wait(room, nick, **kw)
+    return await muc_online(clients, user, resource, plugins=PLUGINS)
 
 
 async def say(c, room: str, body: str) -> str:
