@@ -133,10 +133,28 @@ async fn establish(shared: &Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, di
     let mut conn = XmlConn::new(tls, shared.xml_limits(), limits.stanza_timeout, &domain);
 
     // Phase 3 and 4: SASL, then bind.
-    let bound = Box::pin(tokio::time::timeout_at(deadline, async {
-        let user = sasl_phase(&shared, &mut conn, peer, channel_binding).await?;
-        bind_phase(&shared, &mut conn, &user).await
-    }))
+    let (ctx, rx, sm) = Box::pin(authenticate(shared, &mut conn, peer, channel_binding, deadline, "tcp")).await?;
+    Some((conn, ctx, rx, sm))
+}
+
+/// A bound (or resumed) session: its context, its queue, its stream management state.
+pub(super) type Authenticated = (SessionCtx, mpsc::UnboundedReceiver<Outbound>, Option<sm::SmState>);
+
+/// Phases 3 and 4 over any transport (TCP+TLS, or a WebSocket/BOSH bridge): SASL, then bind
+/// or resume, before `deadline`. A failure closes the stream with its error and gives
+/// `None`. A new session's login is archived; a resumed one tells push it is connected again.
+pub(super) async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Arc<C2sShared>,
+    conn: &mut XmlConn<S>,
+    peer: SocketAddr,
+    channel_binding: Option<Vec<u8>>,
+    deadline: tokio::time::Instant,
+    transport: &'static str,
+) -> Option<Authenticated> {
+    let bound = tokio::time::timeout_at(deadline, async {
+        let user = sasl_phase(shared, conn, peer, channel_binding).await?;
+        bind_phase(shared, conn, &user).await
+    })
     .await;
     let bound = match bound {
         Ok(Ok(b)) => b,
@@ -146,24 +164,23 @@ async fn establish(shared: &Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, di
             return None;
         }
         Err(_) => {
-            tracing::info!(%peer, "handshake timeout");
+            tracing::info!(%peer, transport, "handshake timeout");
             conn.close(Some(stream_err(Sec::ConnectionTimeout, None))).await;
             return None;
         }
     };
-    let (ctx, rx, sm) = match bound {
+    Some(match bound {
         Bound::New(ctx, rx) => {
-            tracing::info!(%peer, jid = %ctx.jid, "session bound");
+            tracing::info!(%peer, jid = %ctx.jid, transport, "session bound");
             Box::pin(shared.router.archive_session_event(&ctx, rampart_archive::RecordKind::Login, Some(&peer.to_string()))).await;
             (ctx, rx, None)
         }
         Bound::Resumed(h) => {
-            tracing::info!(%peer, jid = %h.ctx.jid, unacked = h.sm.unacked.len(), "session resumed");
+            tracing::info!(%peer, jid = %h.ctx.jid, transport, unacked = h.sm.unacked.len(), "session resumed");
             crate::modules::push::resumed(&shared.router, &h.ctx);
             (h.ctx, h.rx, Some(h.sm))
         }
-    };
-    Some((conn, ctx, rx, sm))
+    })
 }
 
 /// Peek at the first byte: is it a TLS handshake record?

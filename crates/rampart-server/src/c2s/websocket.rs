@@ -24,7 +24,7 @@ use rampart_xml::{Event, Framer, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 
-use super::{Bound, C2sShared, XmlConn, bind_phase, log_end, sasl_phase, session_loop, stream_err};
+use super::{C2sShared, XmlConn, authenticate, session_loop, stream_err};
 use crate::limits::ConnCounter;
 use rampart_proto::StreamErrorCondition as Sec;
 
@@ -74,34 +74,8 @@ pub(super) async fn session(shared: Arc<C2sShared>, io: DuplexStream, peer: Sock
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
     let domain = shared.router.domain.clone();
     let mut conn = XmlConn::new(io, shared.xml_limits(), limits.stanza_timeout, &domain);
-    let bound = tokio::time::timeout_at(deadline, async {
-        let user = sasl_phase(&shared, &mut conn, peer, None).await?;
-        bind_phase(&shared, &mut conn, &user).await
-    })
-    .await;
-    let bound = match bound {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            log_end(peer, &e);
-            conn.close(e.to_stream_error()).await;
-            return;
-        }
-        Err(_) => {
-            tracing::info!(%peer, transport, "handshake timeout");
-            conn.close(Some(stream_err(Sec::ConnectionTimeout, None))).await;
-            return;
-        }
-    };
-    let (ctx, rx, sm) = match bound {
-        Bound::New(ctx, rx) => {
-            tracing::info!(%peer, jid = %ctx.jid, transport, "session bound");
-            shared.router.archive_session_event(&ctx, rampart_archive::RecordKind::Login, Some(&peer.to_string())).await;
-            (ctx, rx, None)
-        }
-        Bound::Resumed(h) => {
-            tracing::info!(%peer, jid = %h.ctx.jid, transport, "session resumed");
-            (h.ctx, h.rx, Some(h.sm))
-        }
+    let Some((ctx, rx, sm)) = authenticate(&shared, &mut conn, peer, None, deadline, transport).await else {
+        return;
     };
     session_loop(shared.clone(), conn, ctx, rx, sm, peer).await;
 }
