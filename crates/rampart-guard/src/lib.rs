@@ -795,20 +795,20 @@ impl Guard {
         }
         // Engines that can answer in process (YARA on short inputs) answer first, with no
         // future, box or timer; the others (clamd, large inputs) run under the deadline.
-        let mut pending = false;
+        let mut pending: Vec<&Arc<dyn Scanner>> = Vec::new();
         for e in &self.engines {
             match e.scan_now(data) {
                 Some(Ok(Some(sig))) => return Ok(Some((e.name().to_owned(), sig))),
                 Some(Ok(None)) => {}
                 Some(Err(err)) => return Err(err),
-                None => pending = true,
+                None => pending.push(e),
             }
         }
-        if !pending {
+        if pending.is_empty() {
             return Ok(None);
         }
         let run = async {
-            for e in self.engines.iter().filter(|e| !e.scan_now_supported(data)) {
+            for e in pending {
                 if let Some(sig) = e.scan(data).await? {
                     return Ok(Some((e.name().to_owned(), sig)));
                 }

@@ -20,11 +20,6 @@ pub trait Scanner: Send + Sync {
     /// Scan bytes: `Ok(Some(signature))` on a match, `Ok(None)` if clean.
     async fn scan(&self, data: &[u8]) -> Result<Option<String>, GuardError>;
 
-    /// Whether [`Scanner::scan_now`] answers for `data` (no I/O, no blocking pool).
-    fn scan_now_supported(&self, _data: &[u8]) -> bool {
-        false
-    }
-
     /// Scan on the calling thread, at once, when the engine can (in-process, short input):
     /// the same answer as [`Scanner::scan`], without a boxed future. `None` if the engine
     /// must go through [`Scanner::scan`].
@@ -156,12 +151,8 @@ impl Scanner for YaraScanner {
         "yara"
     }
 
-    fn scan_now_supported(&self, data: &[u8]) -> bool {
-        data.len() <= INLINE_SCAN_MAX
-    }
-
     fn scan_now(&self, data: &[u8]) -> Option<Result<Option<String>, GuardError>> {
-        self.scan_now_supported(data)
+        (data.len() <= INLINE_SCAN_MAX)
             .then(|| Self::scan_sync(&self.rules, self.id, self.timeout, data))
     }
 
