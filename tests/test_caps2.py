@@ -17,25 +17,13 @@ import hashlib
 import time
 import xml.etree.ElementTree as ET
 
-import pytest
-
-import test_pep
 from rampart_harness import DOMAIN, NS_DISCO_INFO, RawXMPP
-from test_pep import NS_EVENT, NS_TUNE, pep_client, tune
+from test_pep import NS_EVENT, NS_TUNE, fresh_caps_memory, pep_client, tune  # noqa: F401 (autouse fixture)
 
 NS_CAPS2 = "urn:xmpp:caps"
 NS_HASHES2 = "urn:xmpp:hashes:2"
 NS_CAPS = "http://jabber.org/protocol/caps"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fresh_caps_memory():
-    """pep_client remembers which caps vers the server asked about; this module
-    has its own server."""
-    test_pep.ASKED_VERS.clear()
-    yield
-    test_pep.ASKED_VERS.clear()
 
 
 def caps2_input(query: ET.Element) -> bytes:

@@ -23,6 +23,7 @@ import json
 import time
 import xml.etree.ElementTree as ET
 
+import pytest
 from slixmpp.plugins.xep_0004 import Form
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
@@ -44,6 +45,15 @@ NS_OMEMO_BUNDLE = "eu.siacs.conversations.axolotl.bundles:4242"
 
 # Caps vers the (module-scoped) server has asked about already.
 ASKED_VERS: set[str] = set()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fresh_caps_memory():
+    """pep_client remembers which caps vers the server asked about, and each test module
+    has its own server: modules that use pep_client import this fixture."""
+    ASKED_VERS.clear()
+    yield
+    ASKED_VERS.clear()
 
 PLUGINS = ["xep_0030", "xep_0004", "xep_0060", "xep_0115", "xep_0163"]
 

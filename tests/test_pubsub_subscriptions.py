@@ -19,25 +19,14 @@ from __future__ import annotations
 import asyncio
 import xml.etree.ElementTree as ET
 
-import pytest
-
 import test_pep
 from rampart_harness import NS_DISCO_INFO, archive_search, stanza_error
-from test_pep import (
-    NS_EVENT, NS_OWNER, NS_PUBSUB, events_of, item_ids, pep_client, publish_options,
-    pubsub_err, subscribe_to, tune, wait_event,
+from test_pep import (  # noqa: F401 (fresh_caps_memory: autouse fixture)
+    NS_EVENT, NS_OWNER, NS_PUBSUB, events_of, fresh_caps_memory, item_ids, pep_client,
+    publish_options, pubsub_err, subscribe_to, tune, wait_event,
 )
 
 NS_FEED = "urn:example:feed"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fresh_caps_memory():
-    """pep_client remembers which caps vers the server asked about; this module
-    has its own server."""
-    test_pep.ASKED_VERS.clear()
-    yield
-    test_pep.ASKED_VERS.clear()
 
 
 def subs_of(resp, ns=NS_PUBSUB):
