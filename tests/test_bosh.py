@@ -24,17 +24,14 @@ import xml.etree.ElementTree as ET
 import aiohttp
 import pytest
 
-from rampart_harness import RampartServer
+from rampart_harness import (
+    NS_BIND, NS_CLIENT, NS_SASL, NS_STANZA_ERR, NS_STREAM, RampartServer,
+)
 from scram_client import ScramClient
 from conftest import WORK_ROOT
 
 NS_BOSH = "http://jabber.org/protocol/httpbind"
 NS_XBOSH = "urn:xmpp:xbosh"
-NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
-NS_STREAM = "http://etherx.jabber.org/streams"
-NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
-NS_CLIENT = "jabber:client"
-NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 EICAR = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MAX_STANZA = 16 * 1024
 INACTIVITY = 4
@@ -281,7 +278,7 @@ async def test_eicar_is_blocked_over_bosh(server, new_user, clients, bosh):
     await b.send(f"<message xmlns='{NS_CLIENT}' to='{bob.jid}' type='chat' id='evil'><body>file: {EICAR}</body></message>")
     err = await b.take(lambda e: e.tag == f"{{{NS_CLIENT}}}message" and e.get("id") == "evil", what="the bounce")
     assert err.get("type") == "error", ET.tostring(err)
-    assert err.find(f"{{{NS_CLIENT}}}error/{{{NS_STANZAS}}}policy-violation") is not None, ET.tostring(err)
+    assert err.find(f"{{{NS_CLIENT}}}error/{{{NS_STANZA_ERR}}}policy-violation") is not None, ET.tostring(err)
     await b.send(f"<message xmlns='{NS_CLIENT}' to='{bob.jid}' type='chat'><body>sentinel</body></message>")
     await cb.wait_message(lambda m: m["body"] == "sentinel", timeout=20)
     assert not cb.messages.unconsumed(lambda m: "EICAR" in m["body"]), "the EICAR message was delivered"

@@ -20,17 +20,13 @@ import xml.etree.ElementTree as ET
 import aiohttp
 import pytest
 
-from rampart_harness import RampartServer
+from rampart_harness import (
+    NS_BIND, NS_CLIENT, NS_SASL, NS_STANZA_ERR, NS_STREAM, NS_STREAM_ERR, RampartServer,
+)
 from scram_client import ScramClient
 from conftest import WORK_ROOT
 
 NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
-NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
-NS_STREAM = "http://etherx.jabber.org/streams"
-NS_STREAMS_ERR = "urn:ietf:params:xml:ns:xmpp-streams"
-NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
-NS_CLIENT = "jabber:client"
-NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 EICAR = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MAX_STANZA = 16 * 1024
 
@@ -104,8 +100,8 @@ class Ws:
     async def stream_error(self) -> tuple[str, str]:
         """Wait for <stream:error/> then <close/> and the end of the WebSocket."""
         err = await self.recv_until(lambda e: e.tag == f"{{{NS_STREAM}}}error")
-        cond = next(c.tag.split("}")[1] for c in err if c.tag.startswith(f"{{{NS_STREAMS_ERR}}}") and not c.tag.endswith("}text"))
-        text = err.findtext(f"{{{NS_STREAMS_ERR}}}text") or ""
+        cond = next(c.tag.split("}")[1] for c in err if c.tag.startswith(f"{{{NS_STREAM_ERR}}}") and not c.tag.endswith("}text"))
+        text = err.findtext(f"{{{NS_STREAM_ERR}}}text") or ""
         close = await self.recv()
         assert close is not None and close.tag == f"{{{NS_FRAMING}}}close", close
         assert await self.recv() is None, "the WebSocket should close after <close/>"
@@ -179,7 +175,7 @@ async def test_eicar_is_blocked_over_websocket(server, new_user, clients):
         await ws.send(f"<message xmlns='{NS_CLIENT}' to='{bob.jid}' type='chat' id='evil'><body>file: {EICAR}</body></message>")
         err = await ws.recv_until(lambda e: e.tag == f"{{{NS_CLIENT}}}message" and e.get("id") == "evil")
         assert err.get("type") == "error", ET.tostring(err)
-        assert err.find(f"{{{NS_CLIENT}}}error/{{{NS_STANZAS}}}policy-violation") is not None, ET.tostring(err)
+        assert err.find(f"{{{NS_CLIENT}}}error/{{{NS_STANZA_ERR}}}policy-violation") is not None, ET.tostring(err)
         await ws.send(f"<message xmlns='{NS_CLIENT}' to='{bob.jid}' type='chat'><body>sentinel</body></message>")
         await cb.wait_message(lambda m: m["body"] == "sentinel", timeout=20)
         assert not cb.messages.unconsumed(lambda m: "EICAR" in m["body"]), "the EICAR message was delivered"
