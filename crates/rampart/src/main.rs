@@ -18,6 +18,8 @@ use clap::{Args, Parser, Subcommand};
 
 /// mimalloc: per-stanza element trees are allocated on one thread and freed on another;
 /// glibc malloc spent ~30% of server CPU on that under load (perf, docs/benchmarks.md).
+/// The `system-alloc` feature leaves it out, for heap profilers that interpose malloc.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
