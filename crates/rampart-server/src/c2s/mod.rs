@@ -485,10 +485,21 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
             result.set_attr("id", i);
         }
         conn.send(&result).await?;
+        // The ordered delivery queue starts with the session's first message (see `ensure_deliveries`).
+        let ctx = SessionCtx { id, jid, directed: Default::default(), available: false, last_status: None, deliveries: None };
+        return Ok(Bound::New(ctx, rx));
+    }
+}
+
+/// Give the session its ordered delivery queue (messages waiting for their archive record,
+/// delivered in order by their own task) if it has none yet. Started with the session's first
+/// message instead of at bind: a session that sends none holds no task and no channel (idle
+/// memory per connection).
+fn ensure_deliveries(router: &Arc<Router>, ctx: &mut SessionCtx) {
+    if ctx.deliveries.is_none() {
         let (dtx, drx) = mpsc::unbounded_channel();
         tokio::spawn(crate::router::delivery_task(router.clone(), drx));
-        let ctx = SessionCtx { id, jid, directed: Default::default(), available: false, last_status: None, deliveries: Some(dtx) };
-        return Ok(Bound::New(ctx, rx));
+        ctx.deliveries = Some(dtx);
     }
 }
 
@@ -556,113 +567,143 @@ enum End {
     Broken,
 }
 
-async fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
+/// The bound session: stanzas from the client go to the router, the session's queue goes
+/// to the client, until the stream ends or breaks.
+///
+/// Not an `async fn`: an async fn's future keeps its arguments twice, once as arguments and
+/// once moved into its locals (rust-lang/rust#62958), which for the `XmlConn` alone is
+/// ~1.9 KiB per idle session. An `async move` block uses what it captured in place.
+fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<C2sShared>,
     mut conn: XmlConn<S>,
     mut ctx: SessionCtx,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
     mut sm: Option<sm::SmState>,
     peer: SocketAddr,
-) {
-    let router = &shared.router;
-    // XEP-0352: while the client says it is inactive, unimportant stanzas wait here.
-    let mut csi = Csi::default();
-    let end: End = 'run: loop {
-        // Handle every complete stanza already buffered.
-        loop {
-            match conn.poll_buffered() {
-                Ok(Some(Event::Stanza(el))) if el.ns == ns::CSI => match el.name.as_str() {
-                    "active" => {
-                        csi.inactive = false;
-                        csi.flush(&mut conn, &mut sm);
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let router = &shared.router;
+        // XEP-0352: while the client says it is inactive, unimportant stanzas wait here.
+        let mut csi = Csi::default();
+        let end: End = 'run: loop {
+            // Handle every complete stanza already buffered.
+            loop {
+                match conn.poll_buffered() {
+                    Ok(Some(Event::Stanza(el))) if el.ns == ns::CSI => match el.name.as_str() {
+                        "active" => {
+                            csi.inactive = false;
+                            csi.flush(&mut conn, &mut sm);
+                        }
+                        "inactive" => csi.inactive = true,
+                        _ => break 'run End::Close(Some(stream_err(Sec::UnsupportedStanzaType, None))),
+                    },
+                    Ok(Some(Event::Stanza(el))) if el.ns == ns::SM => match sm_nonza(&shared, &mut conn, &ctx, &mut sm, &el) {
+                        Ok(()) => {}
+                        Err(e) => break 'run End::Close(Some(e)),
+                    },
+                    Ok(Some(Event::Stanza(el))) => {
+                        if el.ns != ns::CLIENT {
+                            tracing::info!(%peer, jid = %ctx.jid, name = %el.name, ns = %el.ns, "unsupported top-level element");
+                            break 'run End::Close(Some(stream_err(Sec::UnsupportedStanzaType, None)));
+                        }
+                        let counted = sm::is_stanza(&el);
+                        if el.name == "message" {
+                            ensure_deliveries(router, &mut ctx);
+                        }
+                        // Boxed: the routing future is large and only lives while a stanza is
+                        // handled, so it is not kept in every idle session's task.
+                        if let Err(e) = Box::pin(router.handle_client_stanza(&mut ctx, el)).await {
+                            break 'run End::Close(Some(e));
+                        }
+                        if counted && let Some(s) = sm.as_mut() {
+                            s.inbound = s.inbound.wrapping_add(1);
+                        }
                     }
-                    "inactive" => csi.inactive = true,
-                    _ => break 'run End::Close(Some(stream_err(Sec::UnsupportedStanzaType, None))),
-                },
-                Ok(Some(Event::Stanza(el))) if el.ns == ns::SM => match sm_nonza(&shared, &mut conn, &ctx, &mut sm, &el) {
-                    Ok(()) => {}
-                    Err(e) => break 'run End::Close(Some(e)),
-                },
-                Ok(Some(Event::Stanza(el))) => {
-                    if el.ns != ns::CLIENT {
-                        tracing::info!(%peer, jid = %ctx.jid, name = %el.name, ns = %el.ns, "unsupported top-level element");
-                        break 'run End::Close(Some(stream_err(Sec::UnsupportedStanzaType, None)));
+                    Ok(Some(Event::StreamEnd)) => break 'run End::Close(None),
+                    Ok(Some(Event::StreamStart(_))) => break 'run End::Close(Some(stream_err(Sec::NotWellFormed, None))),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(%peer, jid = %ctx.jid, error = %e, "stream error");
+                        break 'run End::Close(e.to_stream_error());
                     }
-                    let counted = sm::is_stanza(&el);
-                    // Boxed: the routing future is large and only lives while a stanza is
-                    // handled, so it is not kept in every idle session's task.
-                    if let Err(e) = Box::pin(router.handle_client_stanza(&mut ctx, el)).await {
-                        break 'run End::Close(Some(e));
-                    }
-                    if counted && let Some(s) = sm.as_mut() {
-                        s.inbound = s.inbound.wrapping_add(1);
-                    }
-                }
-                Ok(Some(Event::StreamEnd)) => break 'run End::Close(None),
-                Ok(Some(Event::StreamStart(_))) => break 'run End::Close(Some(stream_err(Sec::NotWellFormed, None))),
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::info!(%peer, jid = %ctx.jid, error = %e, "stream error");
-                    break 'run End::Close(e.to_stream_error());
                 }
             }
-        }
-        if conn.queued() > 0 && conn.flush().await.is_err() {
-            break 'run End::Broken;
-        }
-        let deadline = conn.partial_deadline();
-        tokio::select! {
-            r = conn.read_some() => match r {
-                Ok(true) => {}
-                Ok(false) => break 'run End::Broken,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "read failed");
-                    break 'run End::Broken;
-                }
-            },
-            msg = rx.recv() => {
-                let mut next = msg;
-                let mut n = 0;
-                while let Some(m) = next.take() {
-                    match m {
-                        Outbound::Stanza(el) => {
-                            let el = *el;
-                            if csi.inactive && !is_important(&el) {
-                                if csi.hold(el) {
+            if conn.queued() > 0 && conn.flush().await.is_err() {
+                break 'run End::Broken;
+            }
+            let deadline = conn.partial_deadline();
+            tokio::select! {
+                r = conn.read_some() => match r {
+                    Ok(true) => {}
+                    Ok(false) => break 'run End::Broken,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "read failed");
+                        break 'run End::Broken;
+                    }
+                },
+                msg = rx.recv() => {
+                    let mut next = msg;
+                    let mut n = 0;
+                    while let Some(m) = next.take() {
+                        match m {
+                            Outbound::Stanza(el) => {
+                                let el = *el;
+                                if csi.inactive && !is_important(&el) {
+                                    if csi.hold(el) {
+                                        csi.flush(&mut conn, &mut sm);
+                                    }
+                                } else {
                                     csi.flush(&mut conn, &mut sm);
+                                    write_stanza(&mut conn, &mut sm, &el);
                                 }
-                            } else {
-                                csi.flush(&mut conn, &mut sm);
-                                write_stanza(&mut conn, &mut sm, &el);
+                            }
+                            Outbound::Close(e) => {
+                                let _ = conn.flush().await;
+                                break 'run End::Close(Some(*e));
                             }
                         }
-                        Outbound::Close(e) => {
-                            let _ = conn.flush().await;
-                            break 'run End::Close(Some(*e));
+                        n += 1;
+                        if n < MAX_BATCH {
+                            next = rx.try_recv().ok();
                         }
                     }
-                    n += 1;
-                    if n < MAX_BATCH {
-                        next = rx.try_recv().ok();
+                    if let Some(s) = sm.as_ref().filter(|_| conn.queued() > 0) {
+                        if s.unacked.len() > sm::MAX_UNACKED {
+                            break 'run End::Close(Some(stream_err(Sec::PolicyViolation, Some("too many unacknowledged stanzas"))));
+                        }
+                        conn.queue(&Element::new("r", ns::SM));
+                    }
+                    if let Err(e) = conn.flush().await {
+                        tracing::debug!(%peer, error = %e, "write failed");
+                        break 'run End::Broken;
                     }
                 }
-                if let Some(s) = sm.as_ref().filter(|_| conn.queued() > 0) {
-                    if s.unacked.len() > sm::MAX_UNACKED {
-                        break 'run End::Close(Some(stream_err(Sec::PolicyViolation, Some("too many unacknowledged stanzas"))));
-                    }
-                    conn.queue(&Element::new("r", ns::SM));
-                }
-                if let Err(e) = conn.flush().await {
-                    tracing::debug!(%peer, error = %e, "write failed");
-                    break 'run End::Broken;
+                _ = sleep_until_opt(deadline) => {
+                    tracing::info!(%peer, jid = %ctx.jid, "incomplete stanza timed out");
+                    break 'run End::Close(Some(stream_err(Sec::ConnectionTimeout, Some("stanza not completed in time"))));
                 }
             }
-            _ = sleep_until_opt(deadline) => {
-                tracing::info!(%peer, jid = %ctx.jid, "incomplete stanza timed out");
-                break 'run End::Close(Some(stream_err(Sec::ConnectionTimeout, Some("stanza not completed in time"))));
-            }
-        }
-    };
+        };
+        // Boxed: ending a session (presence broadcast, requeueing, hibernation) awaits large
+        // futures; inline they would size every idle session's task for its whole life.
+        Box::pin(end_session(shared, conn, ctx, rx, sm, csi, end, peer)).await;
+    }
+}
+
+/// After the session loop: hibernate a resumable session whose connection broke, or end the
+/// session, close the stream and hand back what was not delivered.
+#[allow(clippy::too_many_arguments)]
+async fn end_session<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: Arc<C2sShared>,
+    mut conn: XmlConn<S>,
+    mut ctx: SessionCtx,
+    rx: mpsc::UnboundedReceiver<Outbound>,
+    mut sm: Option<sm::SmState>,
+    mut csi: Csi,
+    end: End,
+    peer: SocketAddr,
+) {
+    let router = &shared.router;
     // Stanzas held back for an inactive client count as written (SM) or go back to the
     // router like any unwritten stanza.
     for el in csi.held.drain(..) {
@@ -779,5 +820,27 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `make` would return, without calling it.
+    fn future_size<F: std::future::Future>(_make: impl FnOnce() -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every idle TCP session holds one session-loop future: it must stay small (idle memory
+    /// per connection, docs/benchmarks.md). It was 10 KiB when the end-of-session awaits were
+    /// inline and the arguments were kept twice.
+    #[test]
+    #[allow(unreachable_code)]
+    fn idle_session_future_stays_small() {
+        let tls_stream = std::mem::size_of::<XmlConn<TlsStream<TcpStream>>>();
+        let session = future_size(|| session_loop::<TlsStream<TcpStream>>(todo!(), todo!(), todo!(), todo!(), todo!(), todo!()));
+        eprintln!("session loop future {session} bytes, of which the TLS XML stream {tls_stream}");
+        assert!(session < tls_stream + 1024, "the session loop future is {session} bytes");
     }
 }
