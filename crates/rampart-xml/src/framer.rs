@@ -203,8 +203,17 @@ impl Framer {
             if self.buf.is_empty() {
                 self.buf = Vec::new();
                 self.toks = Vec::new();
+                // The element-building scratch (open frames, namespace declarations) too:
+                // ~640 bytes per idle connection otherwise.
+                self.scratch = Scratch::default();
             }
         }
+    }
+
+    /// Room held by the buffers, in elements (tests of idle memory).
+    #[cfg(test)]
+    fn held_capacity(&self) -> usize {
+        self.buf.capacity() + self.toks.capacity() + self.scratch.capacity()
     }
 
     /// Bytes received but not yet consumed by a complete event (for flood/slowloris checks).

@@ -746,3 +746,16 @@ fn release_idle_between_stanzas_keeps_parsing() {
     f.feed(b"<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>");
     assert!(matches!(f.next_event(), Ok(Some(Event::Stanza(_)))));
 }
+
+#[test]
+fn release_idle_frees_every_buffer() {
+    let mut f = Framer::new(Limits::default());
+    f.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='x'>");
+    assert!(matches!(f.next_event(), Ok(Some(Event::StreamStart(_)))));
+    f.feed(b"<message xmlns:a='urn:a'><body>hi</body><a:x><a:y/></a:x></message>");
+    assert!(matches!(f.next_event(), Ok(Some(Event::Stanza(_)))));
+    f.release_idle();
+    assert_eq!(f.held_capacity(), 0);
+    f.feed(b"<presence/>");
+    assert!(matches!(f.next_event(), Ok(Some(Event::Stanza(_)))));
+}

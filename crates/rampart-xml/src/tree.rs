@@ -260,6 +260,14 @@ pub(crate) struct Scratch {
     local: Vec<LocalNs>,
 }
 
+#[cfg(test)]
+impl Scratch {
+    /// Elements of room held (tests of idle memory).
+    pub(crate) fn capacity(&self) -> usize {
+        self.frames.capacity() + self.local.capacity()
+    }
+}
+
 /// Open an element from its start-tag tokens (`tag[0]` is the `Start` token, then `Attr`s).
 fn open_element(
     src: &str,
