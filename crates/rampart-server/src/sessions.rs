@@ -1,12 +1,12 @@
 //! The registry of bound client sessions: who is connected with which resource, their
 //! availability and priority, and the channel that reaches each session's writer.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::task::{Context, Poll, Waker};
 
 use rampart_proto::{Element, Jid, StreamError};
-use tokio::sync::mpsc;
 
 /// Identifies one session for its whole life (resources can be reused, ids are not).
 pub type SessionId = u64;
@@ -14,8 +14,7 @@ pub type SessionId = u64;
 /// What the router asks a session's writer to do.
 #[derive(Debug)]
 ///
-/// Boxed payloads keep the item small: a channel allocates room for 32 items up front, per
-/// session, idle or not.
+/// Boxed payloads keep the item small (16 bytes) in the session's queue.
 pub enum Outbound {
     /// Write this stanza to the client.
     Stanza(Box<Element>),
@@ -23,7 +22,141 @@ pub enum Outbound {
     Close(Box<StreamError>),
 }
 
-pub type OutboundTx = mpsc::UnboundedSender<Outbound>;
+/// Create a session's outbound queue: the sender goes into the registry, the receiver to the
+/// session's writer.
+///
+/// Not a tokio mpsc channel: that allocates its 512-byte channel state and a first block of
+/// 32 slots (416 bytes) at creation, for every session, idle or not. This queue is one small
+/// allocation; its buffer grows with a burst and is given back when the writer waits again.
+pub fn outbound_queue() -> (OutboundTx, OutboundRx) {
+    let queue = Arc::new(Queue { state: Mutex::new(QueueState { senders: 1, ..QueueState::default() }) });
+    (OutboundTx(queue.clone()), OutboundRx(queue))
+}
+
+/// The sending half of a session's queue (cloned by whoever looks the session up).
+#[derive(Debug)]
+pub struct OutboundTx(Arc<Queue>);
+
+/// The receiving half of a session's queue, owned by the session's writer.
+#[derive(Debug)]
+pub struct OutboundRx(Arc<Queue>);
+
+#[derive(Debug)]
+struct Queue {
+    state: Mutex<QueueState>,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    items: VecDeque<Outbound>,
+    /// The writer waiting for an item.
+    waker: Option<Waker>,
+    /// Live senders: with none left and nothing queued, `recv` gives `None`.
+    senders: usize,
+    /// The receiver was closed or dropped: sends fail.
+    closed: bool,
+}
+
+/// Slots the queue keeps while its writer waits; a longer buffer (after a burst) is freed.
+const QUEUE_IDLE_SLOTS: usize = 8;
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl OutboundTx {
+    /// Queue an item for the session's writer; gives it back if the session is gone.
+    pub fn send(&self, item: Outbound) -> Result<(), Outbound> {
+        let waker = {
+            let mut st = self.0.lock();
+            if st.closed {
+                return Err(item);
+            }
+            st.items.push_back(item);
+            st.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// True once the receiving session closed its queue or ended.
+    pub fn is_closed(&self) -> bool {
+        self.0.lock().closed
+    }
+}
+
+impl Clone for OutboundTx {
+    fn clone(&self) -> Self {
+        self.0.lock().senders += 1;
+        OutboundTx(self.0.clone())
+    }
+}
+
+impl Drop for OutboundTx {
+    fn drop(&mut self) {
+        let waker = {
+            let mut st = self.0.lock();
+            st.senders -= 1;
+            if st.senders == 0 { st.waker.take() } else { None }
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl OutboundRx {
+    /// The next item; `None` once the queue is empty and closed or has no sender left.
+    /// Cancel-safe (keeps no state between polls).
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
+        let mut st = self.0.lock();
+        if let Some(item) = st.items.pop_front() {
+            return Poll::Ready(Some(item));
+        }
+        if st.closed || st.senders == 0 {
+            return Poll::Ready(None);
+        }
+        if st.items.capacity() > QUEUE_IDLE_SLOTS {
+            st.items = VecDeque::new();
+        }
+        match &mut st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        self.0.lock().items.pop_front()
+    }
+
+    /// Refuse further sends; what is queued can still be received.
+    pub fn close(&mut self) {
+        self.0.lock().closed = true;
+    }
+}
+
+impl Drop for OutboundRx {
+    fn drop(&mut self) {
+        let items = {
+            let mut st = self.0.lock();
+            st.closed = true;
+            st.waker = None;
+            std::mem::take(&mut st.items)
+        };
+        // Dropped outside the lock: what the session never wrote goes with it.
+        drop(items);
+    }
+}
 
 /// A bound resource as the router sees it.
 #[derive(Clone, Debug)]
@@ -165,5 +298,76 @@ impl Sessions {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn stanza(n: usize) -> Outbound {
+        Outbound::Stanza(Box::new(Element::new("message", "jabber:client").with_attr("id", n.to_string())))
+    }
+
+    fn id(item: Outbound) -> String {
+        match item {
+            Outbound::Stanza(el) => el.attr("id").unwrap_or_default().to_owned(),
+            Outbound::Close(_) => "close".to_owned(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queue_keeps_order_and_wakes_its_writer() {
+        let (tx, mut rx) = outbound_queue();
+        let writer = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(item) = rx.recv().await {
+                got.push(id(item));
+            }
+            got
+        });
+        for i in 0..200 {
+            assert!(tx.clone().send(stanza(i)).is_ok());
+            if i % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(tx);
+        let got = tokio::time::timeout(Duration::from_secs(10), writer).await.expect("writer ends").expect("no panic");
+        assert_eq!(got, (0..200).map(|i| i.to_string()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn closed_queue_refuses_sends_but_keeps_what_was_queued() {
+        let (tx, mut rx) = outbound_queue();
+        assert!(tx.send(stanza(1)).is_ok());
+        rx.close();
+        assert!(tx.is_closed());
+        assert!(tx.send(stanza(2)).is_err());
+        assert_eq!(rx.try_recv().map(id).as_deref(), Some("1"));
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn dropped_receiver_refuses_sends() {
+        let (tx, rx) = outbound_queue();
+        drop(rx);
+        assert!(matches!(tx.send(stanza(1)), Err(Outbound::Stanza(_))));
+    }
+
+    #[tokio::test]
+    async fn waiting_writer_gives_back_a_burst_buffer_and_ends_without_senders() {
+        let (tx, mut rx) = outbound_queue();
+        for i in 0..100 {
+            assert!(tx.send(stanza(i)).is_ok());
+        }
+        for i in 0..100 {
+            assert_eq!(rx.recv().await.map(id), Some(i.to_string()));
+        }
+        assert!(tokio::time::timeout(Duration::from_millis(20), rx.recv()).await.is_err(), "nothing queued");
+        assert!(rx.0.lock().items.capacity() <= QUEUE_IDLE_SLOTS);
+        drop(tx);
+        assert!(rx.recv().await.is_none());
     }
 }

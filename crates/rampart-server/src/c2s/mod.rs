@@ -27,7 +27,7 @@ pub use conn::{ConnError, XmlConn};
 
 use crate::limits::{AuthGate, AuthThrottle, ConnSlot};
 use crate::router::{Router, SessionCtx};
-use crate::sessions::Outbound;
+use crate::sessions::{Outbound, OutboundRx};
 
 /// What every connection task shares.
 pub struct C2sShared {
@@ -41,7 +41,7 @@ pub struct C2sShared {
 /// What the bind phase produced.
 enum Bound {
     /// A freshly bound resource.
-    New(SessionCtx, mpsc::UnboundedReceiver<Outbound>),
+    New(SessionCtx, OutboundRx),
     /// A hibernating session taken over with XEP-0198 `<resume/>`.
     Resumed(Box<sm::Hibernated>),
 }
@@ -78,7 +78,7 @@ pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, dir
 }
 
 /// The session being started: the stream, the bound session, its queue, resumed SM state.
-type Established = (XmlConn<TlsStream<TcpStream>>, SessionCtx, mpsc::UnboundedReceiver<Outbound>, Option<sm::SmState>);
+type Established = (XmlConn<TlsStream<TcpStream>>, SessionCtx, OutboundRx, Option<sm::SmState>);
 
 /// STARTTLS (or direct TLS), TLS, SASL and bind (or resume): `None` if the connection ended.
 async fn establish(shared: &Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) -> Option<Established> {
@@ -138,7 +138,7 @@ async fn establish(shared: &Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, di
 }
 
 /// A bound (or resumed) session: its context, its queue, its stream management state.
-pub(super) type Authenticated = (SessionCtx, mpsc::UnboundedReceiver<Outbound>, Option<sm::SmState>);
+pub(super) type Authenticated = (SessionCtx, OutboundRx, Option<sm::SmState>);
 
 /// Phases 3 and 4 over any transport (TCP+TLS, or a WebSocket/BOSH bridge): SASL, then bind
 /// or resume, before `deadline`. A failure closes the stream with its error and gives
@@ -470,7 +470,7 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
         };
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = crate::sessions::outbound_queue();
         let id = router.sessions.new_id();
         if let Some(old) = router.sessions.bind(id, jid.clone(), tx) {
             // RFC 6120 §7.7.2.2: the newer session wins; the old one gets <conflict/>.
@@ -577,7 +577,7 @@ fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<C2sShared>,
     mut conn: XmlConn<S>,
     mut ctx: SessionCtx,
-    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    mut rx: OutboundRx,
     mut sm: Option<sm::SmState>,
     peer: SocketAddr,
 ) -> impl std::future::Future<Output = ()> {
@@ -664,7 +664,7 @@ fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                         n += 1;
                         if n < MAX_BATCH {
-                            next = rx.try_recv().ok();
+                            next = rx.try_recv();
                         }
                     }
                     if let Some(s) = sm.as_ref().filter(|_| conn.queued() > 0) {
@@ -697,7 +697,7 @@ async fn end_session<S: AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<C2sShared>,
     mut conn: XmlConn<S>,
     mut ctx: SessionCtx,
-    rx: mpsc::UnboundedReceiver<Outbound>,
+    rx: OutboundRx,
     mut sm: Option<sm::SmState>,
     mut csi: Csi,
     end: End,
@@ -787,7 +787,7 @@ async fn end_hibernated(router: &Router, h: sm::Hibernated) {
 /// Stanzas sent but never acknowledged, and stanzas queued but never written, must not be
 /// lost: messages go back through the router (another resource or offline storage); IQ
 /// requests get an error.
-async fn hand_back(router: &Router, ctx: &SessionCtx, sm: Option<sm::SmState>, mut rx: mpsc::UnboundedReceiver<Outbound>) {
+async fn hand_back(router: &Router, ctx: &SessionCtx, sm: Option<sm::SmState>, mut rx: OutboundRx) {
     if let Some(sm) = sm {
         if !sm.unacked.is_empty() {
             tracing::info!(jid = %ctx.jid, count = sm.unacked.len(), "unacknowledged stanzas go back to the router");

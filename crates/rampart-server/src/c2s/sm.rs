@@ -13,10 +13,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use rampart_proto::{Element, ns};
-use tokio::sync::mpsc;
 
 use crate::router::SessionCtx;
-use crate::sessions::{Outbound, SessionId};
+use crate::sessions::{OutboundRx, SessionId};
 
 /// Counters and the unacknowledged queue of one SM-enabled session.
 #[derive(Debug)]
@@ -72,7 +71,7 @@ pub fn is_stanza(el: &Element) -> bool {
 /// A session waiting to be resumed.
 pub struct Hibernated {
     pub ctx: SessionCtx,
-    pub rx: mpsc::UnboundedReceiver<Outbound>,
+    pub rx: OutboundRx,
     pub sm: SmState,
 }
 
