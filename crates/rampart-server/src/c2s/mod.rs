@@ -70,11 +70,22 @@ pub fn parse_stored(xml: &str) -> Option<Element> {
 ///
 /// The connection's task only awaits two boxed futures in turn, the handshake and the
 /// session: each is allocated at its own size and the handshake's is freed before the
-/// session starts, so an idle connection holds no handshake state (idle memory).
-pub async fn serve(shared: Arc<C2sShared>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool, _slot: ConnSlot) {
-    let _ = tcp.set_nodelay(true);
-    let Some((conn, ctx, rx, sm)) = Box::pin(establish(&shared, tcp, peer, direct_tls)).await else { return };
-    Box::pin(session_loop(shared.clone(), conn, ctx, rx, sm, peer)).await;
+/// session starts, so an idle connection holds no handshake state (idle memory). Not an
+/// `async fn`, which would keep its arguments twice (see `session_loop`).
+pub fn serve(
+    shared: Arc<C2sShared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    direct_tls: bool,
+    slot: ConnSlot,
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        // Held until the connection ends (per-address connection limits).
+        let _slot = slot;
+        let _ = tcp.set_nodelay(true);
+        let Some((conn, ctx, rx, sm)) = Box::pin(establish(&shared, tcp, peer, direct_tls)).await else { return };
+        Box::pin(session_loop(shared, conn, ctx, rx, sm, peer)).await;
+    }
 }
 
 /// The session being started: the stream, the bound session, its queue, resumed SM state.
@@ -842,5 +853,8 @@ mod tests {
         let session = future_size(|| session_loop::<TlsStream<TcpStream>>(todo!(), todo!(), todo!(), todo!(), todo!(), todo!()));
         eprintln!("session loop future {session} bytes, of which the TLS XML stream {tls_stream}");
         assert!(session < tls_stream + 1024, "the session loop future is {session} bytes");
+        let task = future_size(|| serve(todo!(), todo!(), todo!(), todo!(), todo!()));
+        eprintln!("connection task future {task} bytes");
+        assert!(task <= 192, "the connection task's future is {task} bytes");
     }
 }
