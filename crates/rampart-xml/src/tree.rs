@@ -488,6 +488,8 @@ pub(crate) fn build_header(src: &str, toks: &[Tok]) -> Result<(StreamHeader, Hea
     hdr.default_ns = scope.lookup("").unwrap_or("").to_owned();
     hdr.stream_ns = ns;
     ctx.qname = qname.to_owned();
+    // Kept for the stream's whole life: no spare room (idle memory per connection).
+    ctx.bindings.shrink_to_fit();
     Ok((hdr, ctx))
 }
 

@@ -72,6 +72,7 @@ pub fn parse_stored(xml: &str) -> Option<Element> {
 /// session: each is allocated at its own size and the handshake's is freed before the
 /// session starts, so an idle connection holds no handshake state (idle memory). Not an
 /// `async fn`, which would keep its arguments twice (see `session_loop`).
+#[allow(clippy::manual_async_fn)] // deliberate: see above
 pub fn serve(
     shared: Arc<C2sShared>,
     tcp: TcpStream,
@@ -584,6 +585,7 @@ enum End {
 /// Not an `async fn`: an async fn's future keeps its arguments twice, once as arguments and
 /// once moved into its locals (rust-lang/rust#62958), which for the `XmlConn` alone is
 /// ~1.9 KiB per idle session. An `async move` block uses what it captured in place.
+#[allow(clippy::manual_async_fn)] // deliberate: see above
 fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<C2sShared>,
     mut conn: XmlConn<S>,
