@@ -103,6 +103,15 @@ pub struct AppendOutcome {
     pub head_hash: [u8; 32],
 }
 
+/// How far the search indexes have got (see [`ArchiveBackend::index_pending`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexProgress {
+    /// Every record up to this seq is in the search indexes.
+    pub indexed_seq: u64,
+    /// The chain head when the pass ran.
+    pub head_seq: u64,
+}
+
 /// Where the archive is stored. Implementations must make `append_batch` durable before
 /// returning and serialize writers (also across processes sharing the store).
 #[async_trait]
@@ -114,6 +123,16 @@ pub trait ArchiveBackend: Send + Sync + 'static {
         batch: &[NewRecord],
         segment_max_records: u64,
     ) -> Result<AppendOutcome>;
+    /// Add up to `max_records` of the records after the index head to the search indexes
+    /// (MAM's and search's account index, the full-text index), in one transaction that also
+    /// advances the index head. `append_batch` does not index: keeping the durable commit to
+    /// the journal alone is what makes it cheap.
+    async fn index_pending(&self, max_records: u32) -> Result<IndexProgress>;
+    /// Housekeeping that must not run inside an append (e.g. copying SQLite's WAL back into
+    /// the database). Called every few hundred milliseconds.
+    async fn wal_checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
     /// The chain head (0 and the genesis hash if empty).
     async fn head(&self) -> Result<(u64, [u8; 32])>;
     /// Store a checkpoint.

@@ -43,6 +43,7 @@ pub(crate) async fn export(
         )));
     }
     std::fs::create_dir_all(out_dir).map_err(|e| ArchiveError::io(out_dir, e))?;
+    archive.sync_index().await?;
     let backend = archive.backend();
     let mut query = q.clone();
     query.limit = Some(q.limit.unwrap_or(u32::MAX));

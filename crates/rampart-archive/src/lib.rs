@@ -98,22 +98,31 @@ mod verify;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-pub use crate::backend::{ArchiveBackend, Segment, StoredRow};
+pub use crate::backend::{ArchiveBackend, IndexProgress, Segment, StoredRow};
 pub use crate::error::{ArchiveError, Result};
 pub use crate::export::verify_export;
 pub use crate::keys::{KEY_FILE, PUBLIC_KEY_FILE};
-pub use crate::sqlite::{DB_FILE, SqliteBackend};
+pub use crate::sqlite::{DB_FILE, INDEX_FILE, SqliteBackend};
 pub use crate::types::*;
 
 use crate::keys::Signer;
 
 /// Queue depth in front of the writer task.
 const QUEUE: usize = 16_384;
+/// The indexer gathers records this long before indexing them, unless a query waits
+/// (queries always wait for the indexes to catch up, so they never see less).
+const INDEX_DELAY: Duration = Duration::from_millis(20);
+/// Records per indexing transaction.
+const INDEX_CHUNK: u32 = 4096;
+/// A query waits at most this long for the indexes before failing.
+const INDEX_WAIT: Duration = Duration::from_secs(30);
+/// How often the WAL is copied back into the database, outside the appends.
+const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// Metadata key holding the public key (hex) the archive was created with.
 const META_PUBLIC_KEY: &str = "signing_public_key";
 
@@ -128,6 +137,19 @@ struct Inner {
     opts: ArchiveOptions,
     /// Committed append transactions (batches) since open.
     commits: AtomicU64,
+    /// The newest seq committed, as far as this handle knows.
+    committed_seq: AtomicU64,
+    /// The indexer made its first pass (which catches up with earlier runs): until then
+    /// queries wait.
+    index_ready: AtomicBool,
+    /// Every record up to this seq is in the search indexes (published by the indexer).
+    indexed_seq: watch::Sender<u64>,
+    /// There are records to index.
+    index_work: Notify,
+    /// A query waits for the indexes: index now.
+    index_now: Notify,
+    /// The writer stopped: the indexer finishes and stops.
+    closing: AtomicBool,
 }
 
 /// The compliance archive. `Send + Sync`; share it in an [`Arc`].
@@ -185,9 +207,17 @@ impl Archive {
             signer,
             opts,
             commits: AtomicU64::new(0),
+            committed_seq: AtomicU64::new(0),
+            index_ready: AtomicBool::new(false),
+            indexed_seq: watch::channel(0).0,
+            index_work: Notify::new(),
+            index_now: Notify::new(),
+            closing: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer(inner.clone(), rx));
+        tokio::spawn(indexer(inner.clone()));
+        tokio::spawn(wal_checkpointer(Arc::downgrade(&inner)));
         Ok(Archive { inner, tx })
     }
 
@@ -251,14 +281,43 @@ impl Archive {
         verify::verify(&*self.inner.backend, &self.public_key(), trusted).await
     }
 
+    /// Wait until every record committed so far is in the search indexes (a no-op when it
+    /// already is). Search, MAM, export and retention call it first.
+    pub async fn sync_index(&self) -> Result<()> {
+        let inner = &self.inner;
+        let mut indexed = inner.indexed_seq.subscribe();
+        let give_up = tokio::time::Instant::now() + INDEX_WAIT;
+        loop {
+            let ready = inner.index_ready.load(Ordering::Acquire);
+            let target = inner.committed_seq.load(Ordering::Acquire);
+            if ready && *indexed.borrow_and_update() >= target {
+                return Ok(());
+            }
+            inner.index_now.notify_one();
+            inner.index_work.notify_one();
+            match tokio::time::timeout_at(give_up, indexed.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(ArchiveError::Closed),
+                Err(_) => {
+                    return Err(ArchiveError::Backend(
+                        "the search index is behind the journal (see the indexing errors in the log)"
+                            .into(),
+                    ));
+                }
+            }
+        }
+    }
+
     /// Search records (newest first). See [`SearchQuery`].
     pub async fn search(&self, q: &SearchQuery) -> Result<Vec<Record>> {
+        self.sync_index().await?;
         let rows = self.inner.backend.search(q, None).await?;
         rows_to_records(rows)
     }
 
     /// XEP-0313 query over `owner`'s (bare JID) own messages; see the crate docs.
     pub async fn mam_query(&self, owner: &str, q: &MamQuery) -> Result<MamPage> {
+        self.sync_index().await?;
         let (rows, mut page) = self.inner.backend.mam(owner, q).await?;
         page.records = rows_to_records(rows)?;
         Ok(page)
@@ -280,6 +339,8 @@ impl Archive {
     pub async fn apply_retention(&self, now_ms: i64, max_age: Duration) -> Result<RetentionReport> {
         let max_age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_ms.saturating_sub(max_age_ms);
+        // Holds are matched through the search indexes.
+        self.sync_index().await?;
         let backend = &*self.inner.backend;
         let holds: Vec<HoldInfo> = backend
             .holds()
@@ -406,7 +467,6 @@ fn rows_to_records(rows: Vec<StoredRow>) -> Result<Vec<Record>> {
         .collect()
 }
 
-/// The writer task: group commit, checkpoints.
 /// An append queued with [`Archive::enqueue`]: await it for the record's sequence number
 /// once it is durable (an error means it was not stored).
 pub struct Pending(oneshot::Receiver<Result<u64>>);
@@ -417,6 +477,7 @@ impl Pending {
     }
 }
 
+/// The writer task: group commit, then (off the commit) the search indexes and checkpoints.
 async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
     let opts = inner.opts.clone();
     let max_batch = opts.max_batch.max(1);
@@ -481,10 +542,12 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
             {
                 Ok(out) => {
                     inner.commits.fetch_add(1, Ordering::Relaxed);
+                    inner.committed_seq.fetch_max(out.head_seq, Ordering::AcqRel);
                     for (i, w) in waiters.into_iter().enumerate() {
                         let _ = w.send(Ok(out.first_seq + i as u64));
                     }
                     since_cp += records.len() as u64;
+                    inner.index_work.notify_one();
                 }
                 Err(e) => {
                     tracing::error!(error = %e, n = records.len(), "archive append failed");
@@ -514,6 +577,63 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
                     }
                 }
             }
+        }
+    }
+    inner.closing.store(true, Ordering::Release);
+    inner.index_work.notify_one();
+}
+
+/// The indexer task: brings the search indexes up to the journal, [`INDEX_DELAY`] after
+/// appends (so one transaction indexes many records) or at once when a query waits. It runs
+/// beside the writer (the indexes are in their own database), and stops after the writer,
+/// leaving the indexes complete.
+async fn indexer(inner: Arc<Inner>) {
+    let mut first = true;
+    loop {
+        let committed = inner.committed_seq.load(Ordering::Acquire);
+        let caught_up = !first && *inner.indexed_seq.borrow() >= committed;
+        if caught_up {
+            if inner.closing.load(Ordering::Acquire) {
+                return;
+            }
+            inner.index_work.notified().await;
+            // Let a batch gather, unless a query is waiting.
+            tokio::select! {
+                _ = tokio::time::sleep(INDEX_DELAY) => {}
+                _ = inner.index_now.notified() => {}
+            }
+            continue;
+        }
+        match inner.backend.index_pending(INDEX_CHUNK).await {
+            Ok(p) => {
+                // The first pass (and another process's appends) tell where the journal is.
+                inner.committed_seq.fetch_max(p.head_seq, Ordering::AcqRel);
+                inner.index_ready.store(true, Ordering::Release);
+                first = false;
+                inner.indexed_seq.send_replace(p.indexed_seq);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "archive indexing failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = inner.index_now.notified() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Copy the WAL back into the database every [`WAL_CHECKPOINT_EVERY`], off the append path,
+/// for as long as the archive is open.
+async fn wal_checkpointer(inner: std::sync::Weak<Inner>) {
+    let mut every = tokio::time::interval(WAL_CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(e) = inner.backend.wal_checkpoint().await {
+            tracing::warn!(error = %e, "archive WAL checkpoint failed");
         }
     }
 }

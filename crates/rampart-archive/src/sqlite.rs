@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 // value from a query or record is a bound parameter.
 use sqlx::{Arguments, AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
 
-use crate::backend::{AppendOutcome, ArchiveBackend, Segment, StoredRow};
+use crate::backend::{AppendOutcome, ArchiveBackend, IndexProgress, Segment, StoredRow};
 use crate::error::{ArchiveError, Result};
 use crate::hash::{self, Fields, GENESIS};
 use crate::types::{
@@ -36,28 +36,79 @@ const SMALL_CHUNK: usize = 512;
 /// Default number of search results.
 const DEFAULT_LIMIT: u32 = 100;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "deferred_index",
+        include_str!("../migrations/sqlite/0002_deferred_index.sql"),
+    ),
+];
 
 const COLUMNS: &str = "r.seq, r.at_ms, r.kind, r.direction, r.from_jid, r.to_jid, \
     r.remote_domain, r.stanza_id, r.body, r.stanza_xml, r.verdict, r.verdict_rule, \
     r.verdict_reason, r.meta_json, r.prev_hash, r.hash";
 
-/// The archive on an SQLite database.
+/// The index file's name inside the archive directory.
+pub const INDEX_FILE: &str = "archive-index.db";
+
+/// The search indexes, in the database attached as `idx` (see migration 0002): derived data
+/// that `index_pending` rebuilds from the journal, so it is written with `synchronous =
+/// NORMAL`.
+const INDEX_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS idx.parties (
+    account TEXT    NOT NULL,   -- bare JID of the sender or recipient
+    seq     INTEGER NOT NULL,
+    peer    TEXT    NOT NULL,   -- bare JID of the other side
+    PRIMARY KEY (account, seq)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx.parties_peer ON parties (account, peer, seq);
+CREATE VIRTUAL TABLE IF NOT EXISTS idx.records_fts USING fts5 (
+    body,
+    content = '',
+    contentless_delete = 1,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TABLE IF NOT EXISTS idx.index_head (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL          -- every record with seq <= this is in the indexes
+) STRICT;
+";
+
+/// The archive on an SQLite database: the journal in `archive.db`, the search indexes in
+/// `archive-index.db` (attached as `idx`).
 #[derive(Clone, Debug)]
 pub struct SqliteBackend {
-    /// Readers.
+    /// Readers (with the index attached).
     pool: SqlitePool,
-    /// One connection for every write, so its page cache stays valid between batches (in WAL
-    /// mode a connection drops its cache when another connection wrote).
+    /// One connection for every journal write, so its page cache stays valid between batches
+    /// (in WAL mode a connection drops its cache when another connection wrote).
     writer: SqlitePool,
+    /// One connection for every index write: it reads the journal and writes only `idx`, so
+    /// it runs beside the journal writer.
+    indexer: SqlitePool,
+}
+
+/// Pool options whose connections attach the index database `index` as `idx`.
+fn attaching(opts: SqlitePoolOptions, index: String) -> SqlitePoolOptions {
+    opts.after_connect(move |conn, _meta| {
+        let index = index.clone();
+        Box::pin(async move {
+            sqlx::query("ATTACH DATABASE ? AS idx")
+                .bind(index)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
+    })
 }
 
 impl SqliteBackend {
-    /// Open (creating if missing) `path` and apply migrations.
+    /// Open (creating if missing) `path` and its index file beside it, and apply migrations.
     pub async fn open(path: &Path) -> Result<SqliteBackend> {
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -69,23 +120,43 @@ impl SqliteBackend {
             .pragma("mmap_size", "1073741824");
         let opening =
             |e: sqlx::Error| ArchiveError::Backend(format!("opening {}: {e}", path.display()));
+        // The writer never checkpoints the WAL inside a commit (that would stall the appends
+        // waiting behind it); `wal_checkpoint` does it from a reader connection.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(60))
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await
             .map_err(opening)?;
-        let pool = SqlitePoolOptions::new()
+        let index_path = path.with_file_name(INDEX_FILE).to_string_lossy().into_owned();
+        let indexer = attaching(SqlitePoolOptions::new(), index_path.clone())
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+            .await
+            .map_err(opening)?;
+        let pool = attaching(SqlitePoolOptions::new(), index_path)
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options)
             .await
             .map_err(opening)?;
-        let b = SqliteBackend { pool, writer };
+        let b = SqliteBackend {
+            pool,
+            writer,
+            indexer,
+        };
         b.migrate().await?;
+        sqlx::raw_sql("PRAGMA idx.journal_mode = WAL; PRAGMA idx.synchronous = NORMAL;")
+            .execute(&b.indexer)
+            .await?;
+        sqlx::raw_sql(INDEX_SCHEMA).execute(&b.indexer).await?;
         Ok(b)
     }
 
@@ -95,7 +166,7 @@ impl SqliteBackend {
             .filename(":memory:")
             .in_memory(true)
             .journal_mode(SqliteJournalMode::Memory);
-        let pool = SqlitePoolOptions::new()
+        let pool = attaching(SqlitePoolOptions::new(), ":memory:".into())
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -104,9 +175,11 @@ impl SqliteBackend {
             .await?;
         let b = SqliteBackend {
             writer: pool.clone(),
+            indexer: pool.clone(),
             pool,
         };
         b.migrate().await?;
+        sqlx::raw_sql(INDEX_SCHEMA).execute(&b.indexer).await?;
         Ok(b)
     }
 
@@ -452,32 +525,46 @@ impl ArchiveBackend for SqliteBackend {
         segment_max_records: u64,
     ) -> Result<AppendOutcome> {
         let mut tx = self.begin_write().await?;
-        let head: Option<(i64, Vec<u8>, i64)> =
-            sqlx::query_as("SELECT seq, hash, segment_id FROM chain_head WHERE id = 1")
-                .fetch_optional(&mut *tx)
-                .await?;
+        // The head and its open segment in one statement: every statement is a round trip
+        // to SQLite's thread, and a lone append pays each one.
+        type HeadRow = (
+            i64,
+            Vec<u8>,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let head: Option<HeadRow> = sqlx::query_as(
+            "SELECT h.seq, h.hash, h.segment_id, s.first_seq, s.last_seq, s.day, s.min_at_ms,
+                    s.max_at_ms
+             FROM chain_head h LEFT JOIN segments s ON s.id = h.segment_id AND s.deleted = 0
+             WHERE h.id = 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
         let (mut seq, mut prev, mut seg) = match head {
             None => (0u64, GENESIS, None),
-            Some((seq, hash, seg_id)) => {
-                let seg: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(
-                    "SELECT first_seq, last_seq, day, min_at_ms, max_at_ms FROM segments
-                     WHERE id = ? AND deleted = 0",
-                )
-                .bind(seg_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            Some((seq, hash, seg_id, first, last, day, min, max)) => {
                 let hash = hash::array(&hash).ok_or_else(|| {
                     ArchiveError::Backend("chain head hash is not 32 bytes".into())
                 })?;
-                let seg = seg.map(|(first, last, day, min, max)| OpenSegment {
-                    id: seg_id,
-                    first_seq: seq_u64(first),
-                    last_seq: seq_u64(last),
-                    day,
-                    min_at_ms: min,
-                    max_at_ms: max,
-                    dirty: false,
-                });
+                let seg = match (first, last, day, min, max) {
+                    (Some(first), Some(last), Some(day), Some(min), Some(max)) => {
+                        Some(OpenSegment {
+                            id: seg_id,
+                            first_seq: seq_u64(first),
+                            last_seq: seq_u64(last),
+                            day,
+                            min_at_ms: min,
+                            max_at_ms: max,
+                            dirty: false,
+                        })
+                    }
+                    _ => None,
+                };
                 (seq_u64(seq), hash, seg)
             }
         };
@@ -524,10 +611,11 @@ impl ArchiveBackend for SqliteBackend {
             hashes.push((prev, h));
             prev = h;
         }
-        // Multi-row inserts: one statement per chunk instead of several per record.
-        let seqs = || (first_seq..).zip(batch.iter().zip(&hashes));
-        let all: Vec<_> = seqs().collect();
-        for chunk in all.chunks(RECORD_CHUNK) {
+        // Multi-row inserts: one statement per chunk instead of several per record. The
+        // search indexes are written later, by `index_pending`.
+        let all: Vec<_> = (first_seq..).zip(batch.iter().zip(&hashes)).collect();
+        let chunks = all.len().div_ceil(RECORD_CHUNK);
+        for (n, chunk) in all.chunks(RECORD_CHUNK).enumerate() {
             let mut sql = Sql::new(
                 "INSERT INTO records (seq, at_ms, kind, direction, from_jid, to_jid, remote_domain,
                     stanza_id, body, stanza_xml, verdict, verdict_rule, verdict_reason, meta_json,
@@ -554,66 +642,132 @@ impl ArchiveBackend for SqliteBackend {
                     .bind_blob(p)
                     .bind_blob(h);
             }
-            sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let bodies: Vec<(u64, &str)> = seqs()
-            .filter_map(|(seq, (rec, _))| rec.body.as_deref().map(|b| (seq, b)))
-            .collect();
-        for chunk in bodies.chunks(SMALL_CHUNK) {
-            let mut sql = Sql::new("INSERT INTO records_fts (rowid, body) VALUES ");
-            for (i, (seq, body)) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(?,?)" } else { ",(?,?)" });
-                sql.bind_i64(seq_i64(*seq)).bind_str(body);
+            if n + 1 == chunks {
+                // The last chunk carries the bookkeeping too: one round trip, not three.
+                let seg_id = match &seg {
+                    Some(s) => {
+                        if s.dirty {
+                            sql.push(
+                                "; UPDATE segments SET last_seq = ?, min_at_ms = ?, max_at_ms = ?
+                                 WHERE id = ?",
+                            )
+                            .bind_i64(seq_i64(s.last_seq))
+                            .bind_i64(s.min_at_ms)
+                            .bind_i64(s.max_at_ms)
+                            .bind_i64(s.id);
+                        }
+                        s.id
+                    }
+                    None => 0,
+                };
+                sql.push(
+                    "; INSERT INTO chain_head (id, seq, hash, segment_id) VALUES (1, ?, ?, ?)
+                     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
+                        segment_id = excluded.segment_id",
+                )
+                .bind_i64(seq_i64(seq))
+                .bind_blob(&prev)
+                .bind_i64(seg_id);
             }
             sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
                 .execute(&mut *tx)
                 .await?;
         }
-        let mut parties: Vec<(&str, u64, &str)> = Vec::with_capacity(batch.len() * 2);
-        for (seq, (rec, _)) in seqs() {
-            let (a, b) = (bare(&rec.from), bare(&rec.to));
-            if !a.is_empty() {
-                parties.push((a, seq, b));
-            }
-            if !b.is_empty() && b != a {
-                parties.push((b, seq, a));
-            }
-        }
-        for chunk in parties.chunks(SMALL_CHUNK) {
-            let mut sql = Sql::new("INSERT OR IGNORE INTO parties (account, seq, peer) VALUES ");
-            for (i, (account, seq, peer)) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(?,?,?)" } else { ",(?,?,?)" });
-                sql.bind_str(account).bind_i64(seq_i64(*seq)).bind_str(peer);
-            }
-            sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let seg_id = match &seg {
-            Some(s) => {
-                flush_segment(&mut tx, s).await?;
-                s.id
-            }
-            None => 0,
-        };
-        sqlx::query(
-            "INSERT INTO chain_head (id, seq, hash, segment_id) VALUES (1, ?, ?, ?)
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
-                segment_id = excluded.segment_id",
-        )
-        .bind(seq_i64(seq))
-        .bind(&prev[..])
-        .bind(seg_id)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(AppendOutcome {
             first_seq,
             head_seq: seq,
             head_hash: prev,
         })
+    }
+
+    async fn index_pending(&self, max_records: u32) -> Result<IndexProgress> {
+        // A deferred transaction: it reads the journal (a snapshot, beside the journal
+        // writer) and takes the write lock of `idx` only.
+        let mut tx = self.indexer.begin().await?;
+        let (indexed,): (i64,) =
+            sqlx::query_as("SELECT coalesce((SELECT seq FROM idx.index_head WHERE id = 1), 0)")
+                .fetch_one(&mut *tx)
+                .await?;
+        let (head,): (i64,) =
+            sqlx::query_as("SELECT coalesce((SELECT seq FROM chain_head WHERE id = 1), 0)")
+                .fetch_one(&mut *tx)
+                .await?;
+        if indexed >= head {
+            return Ok(IndexProgress {
+                indexed_seq: seq_u64(indexed),
+                head_seq: seq_u64(head),
+            });
+        }
+        // Records deleted by retention before they were indexed are simply not found.
+        let rows: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT seq, from_jid, to_jid, body FROM records WHERE seq > ? AND seq <= ?
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(indexed)
+        .bind(head)
+        .bind(i64::from(max_records.max(1)))
+        .fetch_all(&mut *tx)
+        .await?;
+        let through = if rows.len() < max_records.max(1) as usize {
+            head
+        } else {
+            rows.last().map_or(head, |r| r.0)
+        };
+        let bodies: Vec<(i64, &str)> = rows
+            .iter()
+            .filter_map(|(seq, _, _, body)| body.as_deref().map(|b| (*seq, b)))
+            .collect();
+        for chunk in bodies.chunks(SMALL_CHUNK) {
+            let mut sql = Sql::new("INSERT INTO idx.records_fts (rowid, body) VALUES ");
+            for (i, (seq, body)) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(?,?)" } else { ",(?,?)" });
+                sql.bind_i64(*seq).bind_str(body);
+            }
+            sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut parties: Vec<(&str, i64, &str)> = Vec::with_capacity(rows.len() * 2);
+        for (seq, from, to, _) in &rows {
+            let (a, b) = (bare(from), bare(to));
+            if !a.is_empty() {
+                parties.push((a, *seq, b));
+            }
+            if !b.is_empty() && b != a {
+                parties.push((b, *seq, a));
+            }
+        }
+        for chunk in parties.chunks(SMALL_CHUNK) {
+            let mut sql = Sql::new("INSERT OR IGNORE INTO idx.parties (account, seq, peer) VALUES ");
+            for (i, (account, seq, peer)) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(?,?,?)" } else { ",(?,?,?)" });
+                sql.bind_str(account).bind_i64(*seq).bind_str(peer);
+            }
+            sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO idx.index_head (id, seq) VALUES (1, ?)
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
+        )
+        .bind(through)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(IndexProgress {
+            indexed_seq: seq_u64(through),
+            head_seq: seq_u64(head),
+        })
+    }
+
+    async fn wal_checkpoint(&self) -> Result<()> {
+        // PASSIVE: copy what no reader still needs, without blocking the writers.
+        sqlx::raw_sql("PRAGMA main.wal_checkpoint(PASSIVE); PRAGMA idx.wal_checkpoint(PASSIVE);")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn head(&self) -> Result<(u64, [u8; 32])> {
@@ -897,21 +1051,6 @@ impl ArchiveBackend for SqliteBackend {
         .bind(last)
         .fetch_all(&mut *tx)
         .await?;
-        for (seq, from, to, has_body) in &rows {
-            if *has_body {
-                sqlx::query("DELETE FROM records_fts WHERE rowid = ?")
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for account in [bare(from), bare(to)] {
-                sqlx::query("DELETE FROM parties WHERE account = ? AND seq = ?")
-                    .bind(account)
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
         sqlx::query("DELETE FROM records WHERE seq >= ? AND seq <= ?")
             .bind(first)
             .bind(last)
@@ -935,6 +1074,25 @@ impl ArchiveBackend for SqliteBackend {
             .bind(seg.id)
             .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
+        // Then drop the deleted records from the indexes (until then they only pointed at
+        // records that queries no longer find).
+        let mut tx = self.indexer.begin().await?;
+        for (seq, from, to, has_body) in &rows {
+            if *has_body {
+                sqlx::query("DELETE FROM idx.records_fts WHERE rowid = ?")
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for account in [bare(from), bare(to)] {
+                sqlx::query("DELETE FROM idx.parties WHERE account = ? AND seq = ?")
+                    .bind(account)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
     }

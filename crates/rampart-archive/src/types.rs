@@ -451,7 +451,7 @@ impl Default for ArchiveOptions {
             checkpoint_every_records: 10_000,
             checkpoint_interval: Duration::from_secs(300),
             segment_max_records: 100_000,
-            group_commit_window: Duration::from_millis(1),
+            group_commit_window: Duration::ZERO,
             max_batch: 2048,
         }
     }
