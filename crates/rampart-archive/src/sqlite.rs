@@ -524,161 +524,13 @@ impl ArchiveBackend for SqliteBackend {
         batch: &[NewRecord],
         segment_max_records: u64,
     ) -> Result<AppendOutcome> {
-        let mut tx = self.begin_write().await?;
-        // The head and its open segment in one statement: every statement is a round trip
-        // to SQLite's thread, and a lone append pays each one.
-        type HeadRow = (
-            i64,
-            Vec<u8>,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-        );
-        let head: Option<HeadRow> = sqlx::query_as(
-            "SELECT h.seq, h.hash, h.segment_id, s.first_seq, s.last_seq, s.day, s.min_at_ms,
-                    s.max_at_ms
-             FROM chain_head h LEFT JOIN segments s ON s.id = h.segment_id AND s.deleted = 0
-             WHERE h.id = 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (mut seq, mut prev, mut seg) = match head {
-            None => (0u64, GENESIS, None),
-            Some((seq, hash, seg_id, first, last, day, min, max)) => {
-                let hash = hash::array(&hash).ok_or_else(|| {
-                    ArchiveError::Backend("chain head hash is not 32 bytes".into())
-                })?;
-                let seg = match (first, last, day, min, max) {
-                    (Some(first), Some(last), Some(day), Some(min), Some(max)) => {
-                        Some(OpenSegment {
-                            id: seg_id,
-                            first_seq: seq_u64(first),
-                            last_seq: seq_u64(last),
-                            day,
-                            min_at_ms: min,
-                            max_at_ms: max,
-                            dirty: false,
-                        })
-                    }
-                    _ => None,
-                };
-                (seq_u64(seq), hash, seg)
-            }
-        };
-        let first_seq = seq + 1;
-        let mut hashes = Vec::with_capacity(batch.len());
-        for rec in batch {
-            seq += 1;
-            let day = rec.at_ms.div_euclid(DAY_MS);
-            let start_new = match &seg {
-                None => true,
-                Some(s) => day > s.day || s.last_seq - s.first_seq + 1 >= segment_max_records,
-            };
-            if start_new {
-                if let Some(s) = seg.take() {
-                    flush_segment(&mut tx, &s).await?;
-                }
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO segments (first_seq, last_seq, day, min_at_ms, max_at_ms)
-                     VALUES (?, ?, ?, ?, ?) RETURNING id",
-                )
-                .bind(seq_i64(seq))
-                .bind(seq_i64(seq))
-                .bind(day)
-                .bind(rec.at_ms)
-                .bind(rec.at_ms)
-                .fetch_one(&mut *tx)
-                .await?;
-                seg = Some(OpenSegment {
-                    id,
-                    first_seq: seq,
-                    last_seq: seq,
-                    day,
-                    min_at_ms: rec.at_ms,
-                    max_at_ms: rec.at_ms,
-                    dirty: false,
-                });
-            } else if let Some(s) = seg.as_mut() {
-                s.last_seq = seq;
-                s.min_at_ms = s.min_at_ms.min(rec.at_ms);
-                s.max_at_ms = s.max_at_ms.max(rec.at_ms);
-                s.dirty = true;
-            }
-            let h = hash::chain_hash(seq, &prev, &Fields::of(rec).digest());
-            hashes.push((prev, h));
-            prev = h;
+        let mut conn = self.writer.acquire().await?;
+        let res = append_in(&mut conn, batch, segment_max_records).await;
+        if res.is_err() {
+            // Whatever failed, the transaction (if it began) must not stay open.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         }
-        // Multi-row inserts: one statement per chunk instead of several per record. The
-        // search indexes are written later, by `index_pending`.
-        let all: Vec<_> = (first_seq..).zip(batch.iter().zip(&hashes)).collect();
-        let chunks = all.len().div_ceil(RECORD_CHUNK);
-        for (n, chunk) in all.chunks(RECORD_CHUNK).enumerate() {
-            let mut sql = Sql::new(
-                "INSERT INTO records (seq, at_ms, kind, direction, from_jid, to_jid, remote_domain,
-                    stanza_id, body, stanza_xml, verdict, verdict_rule, verdict_reason, meta_json,
-                    prev_hash, hash) VALUES ",
-            );
-            for (i, (seq, (rec, (p, h)))) in chunk.iter().enumerate() {
-                let f = Fields::of(rec);
-                sql.push(if i == 0 { "(" } else { ",(" })
-                    .push("?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-                sql.bind_i64(seq_i64(*seq))
-                    .bind_i64(f.at_ms)
-                    .bind_str(f.kind)
-                    .bind_str(f.direction)
-                    .bind_str(f.from)
-                    .bind_str(f.to)
-                    .bind_opt(f.remote_domain)
-                    .bind_opt(f.stanza_id)
-                    .bind_opt(f.body)
-                    .bind_opt(f.stanza_xml)
-                    .bind_str(f.verdict)
-                    .bind_opt(f.verdict_rule)
-                    .bind_opt(f.verdict_reason)
-                    .bind_opt(f.meta_json)
-                    .bind_blob(p)
-                    .bind_blob(h);
-            }
-            if n + 1 == chunks {
-                // The last chunk carries the bookkeeping too: one round trip, not three.
-                let seg_id = match &seg {
-                    Some(s) => {
-                        if s.dirty {
-                            sql.push(
-                                "; UPDATE segments SET last_seq = ?, min_at_ms = ?, max_at_ms = ?
-                                 WHERE id = ?",
-                            )
-                            .bind_i64(seq_i64(s.last_seq))
-                            .bind_i64(s.min_at_ms)
-                            .bind_i64(s.max_at_ms)
-                            .bind_i64(s.id);
-                        }
-                        s.id
-                    }
-                    None => 0,
-                };
-                sql.push(
-                    "; INSERT INTO chain_head (id, seq, hash, segment_id) VALUES (1, ?, ?, ?)
-                     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
-                        segment_id = excluded.segment_id",
-                )
-                .bind_i64(seq_i64(seq))
-                .bind_blob(&prev)
-                .bind_i64(seg_id);
-            }
-            sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(AppendOutcome {
-            first_seq,
-            head_seq: seq,
-            head_hash: prev,
-        })
+        res
     }
 
     async fn index_pending(&self, max_records: u32) -> Result<IndexProgress> {
@@ -1217,4 +1069,167 @@ async fn flush_segment(tx: &mut SqliteConnection, s: &OpenSegment) -> Result<()>
             .await?;
     }
     Ok(())
+}
+
+/// One journal commit on the writer connection, in two round trips to SQLite's thread (a lone
+/// append pays each one): `BEGIN IMMEDIATE` with the head and its open segment, then the
+/// inserts, the bookkeeping and `COMMIT`. The caller rolls back on error.
+async fn append_in(
+    conn: &mut SqliteConnection,
+    batch: &[NewRecord],
+    segment_max_records: u64,
+) -> Result<AppendOutcome> {
+    type HeadRow = (
+        i64,
+        Vec<u8>,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let head: Option<HeadRow> = sqlx::query_as(
+        "BEGIN IMMEDIATE;
+         SELECT h.seq, h.hash, h.segment_id, s.first_seq, s.last_seq, s.day, s.min_at_ms,
+                s.max_at_ms
+         FROM chain_head h LEFT JOIN segments s ON s.id = h.segment_id AND s.deleted = 0
+         WHERE h.id = 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (mut seq, mut prev, mut seg) = match head {
+        None => (0u64, GENESIS, None),
+        Some((seq, hash, seg_id, first, last, day, min, max)) => {
+            let hash = hash::array(&hash).ok_or_else(|| {
+                ArchiveError::Backend("chain head hash is not 32 bytes".into())
+            })?;
+            let seg = match (first, last, day, min, max) {
+                (Some(first), Some(last), Some(day), Some(min), Some(max)) => {
+                    Some(OpenSegment {
+                        id: seg_id,
+                        first_seq: seq_u64(first),
+                        last_seq: seq_u64(last),
+                        day,
+                        min_at_ms: min,
+                        max_at_ms: max,
+                        dirty: false,
+                    })
+                }
+                _ => None,
+            };
+            (seq_u64(seq), hash, seg)
+        }
+    };
+    let first_seq = seq + 1;
+    let mut hashes = Vec::with_capacity(batch.len());
+    for rec in batch {
+        seq += 1;
+        let day = rec.at_ms.div_euclid(DAY_MS);
+        let start_new = match &seg {
+            None => true,
+            Some(s) => day > s.day || s.last_seq - s.first_seq + 1 >= segment_max_records,
+        };
+        if start_new {
+            if let Some(s) = seg.take() {
+                flush_segment(conn, &s).await?;
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO segments (first_seq, last_seq, day, min_at_ms, max_at_ms)
+                 VALUES (?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(seq_i64(seq))
+            .bind(seq_i64(seq))
+            .bind(day)
+            .bind(rec.at_ms)
+            .bind(rec.at_ms)
+            .fetch_one(&mut *conn)
+            .await?;
+            seg = Some(OpenSegment {
+                id,
+                first_seq: seq,
+                last_seq: seq,
+                day,
+                min_at_ms: rec.at_ms,
+                max_at_ms: rec.at_ms,
+                dirty: false,
+            });
+        } else if let Some(s) = seg.as_mut() {
+            s.last_seq = seq;
+            s.min_at_ms = s.min_at_ms.min(rec.at_ms);
+            s.max_at_ms = s.max_at_ms.max(rec.at_ms);
+            s.dirty = true;
+        }
+        let h = hash::chain_hash(seq, &prev, &Fields::of(rec).digest());
+        hashes.push((prev, h));
+        prev = h;
+    }
+    // Multi-row inserts: one statement per chunk instead of several per record. The
+    // search indexes are written later, by `index_pending`.
+    let all: Vec<_> = (first_seq..).zip(batch.iter().zip(&hashes)).collect();
+    let chunks = all.len().div_ceil(RECORD_CHUNK);
+    for (n, chunk) in all.chunks(RECORD_CHUNK).enumerate() {
+        let mut sql = Sql::new(
+            "INSERT INTO records (seq, at_ms, kind, direction, from_jid, to_jid, remote_domain,
+                stanza_id, body, stanza_xml, verdict, verdict_rule, verdict_reason, meta_json,
+                prev_hash, hash) VALUES ",
+        );
+        for (i, (seq, (rec, (p, h)))) in chunk.iter().enumerate() {
+            let f = Fields::of(rec);
+            sql.push(if i == 0 { "(" } else { ",(" })
+                .push("?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+            sql.bind_i64(seq_i64(*seq))
+                .bind_i64(f.at_ms)
+                .bind_str(f.kind)
+                .bind_str(f.direction)
+                .bind_str(f.from)
+                .bind_str(f.to)
+                .bind_opt(f.remote_domain)
+                .bind_opt(f.stanza_id)
+                .bind_opt(f.body)
+                .bind_opt(f.stanza_xml)
+                .bind_str(f.verdict)
+                .bind_opt(f.verdict_rule)
+                .bind_opt(f.verdict_reason)
+                .bind_opt(f.meta_json)
+                .bind_blob(p)
+                .bind_blob(h);
+        }
+        if n + 1 == chunks {
+            // The last chunk carries the bookkeeping too: one round trip, not three.
+            let seg_id = match &seg {
+                Some(s) => {
+                    if s.dirty {
+                        sql.push(
+                            "; UPDATE segments SET last_seq = ?, min_at_ms = ?, max_at_ms = ?
+                             WHERE id = ?",
+                        )
+                        .bind_i64(seq_i64(s.last_seq))
+                        .bind_i64(s.min_at_ms)
+                        .bind_i64(s.max_at_ms)
+                        .bind_i64(s.id);
+                    }
+                    s.id
+                }
+                None => 0,
+            };
+            sql.push(
+                "; INSERT INTO chain_head (id, seq, hash, segment_id) VALUES (1, ?, ?, ?)
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
+                    segment_id = excluded.segment_id",
+            )
+            .bind_i64(seq_i64(seq))
+            .bind_blob(&prev)
+            .bind_i64(seg_id)
+            .push("; COMMIT");
+        }
+        sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(AppendOutcome {
+        first_seq,
+        head_seq: seq,
+        head_hash: prev,
+    })
 }

@@ -1306,3 +1306,23 @@ async fn a_lost_index_file_is_rebuilt_from_the_journal() {
     assert_eq!(hits.len(), 25);
     assert!(b.verify().await.unwrap().is_ok());
 }
+
+#[tokio::test]
+async fn a_failed_commit_rolls_back_and_the_next_one_works() {
+    let (dir, a) = file_archive(3).await;
+    let pool = raw_pool(dir.path()).await;
+    sqlx::raw_sql(
+        "CREATE TRIGGER refuse BEFORE INSERT ON records WHEN NEW.body = 'boom'
+         BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(a.append(msg(T0 + 10, "alice@x", "bob@x", "boom")).await.is_err());
+    // Nothing of the failed batch stayed, and the writer's transaction is not left open.
+    let seq = a.append(msg(T0 + 11, "alice@x", "bob@x", "fine")).await.unwrap();
+    assert_eq!(seq, 4);
+    let rep = a.verify().await.unwrap();
+    assert!(rep.is_ok(), "{rep:?}");
+    assert_eq!(rep.records_checked, 4);
+}
