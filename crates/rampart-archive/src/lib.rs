@@ -6,9 +6,18 @@
 //! local; delivered, stored offline, bounced or blocked with the guard's verdict) before it
 //! delivers. `append` returns only once the record is committed to disk (`synchronous =
 //! FULL`), so a delivered stanza is in the archive after a crash. Concurrent appends are
-//! group-committed: one writer task gathers the appends that arrive within
-//! [`ArchiveOptions::group_commit_window`] (1 ms by default) into one transaction, and each
-//! caller awaits that commit. Client hints (XEP-0334 `no-store`) are not consulted here.
+//! group-committed: one writer task takes every append queued while its previous commit ran
+//! (optionally waiting [`ArchiveOptions::group_commit_window`], zero by default) into one
+//! transaction, and each caller awaits that commit. Client hints (XEP-0334 `no-store`) are
+//! not consulted here.
+//!
+//! # The search indexes
+//! A commit writes the journal only. The account index and the full-text index live in a
+//! separate database (`archive-index.db` beside `archive.db`), written by an indexer task
+//! that gathers [`INDEX_DELAY`] of appends per transaction and runs beside the writer. They
+//! are derived data: the indexer catches up from the journal on open (after a crash, or when
+//! the file is lost), and [`Archive::search`], [`Archive::mam_query`], export and retention
+//! first wait until the indexes cover everything committed ([`Archive::sync_index`]).
 //!
 //! # The chain
 //! Every record gets a dense sequence number from 1 and a chain hash
@@ -41,8 +50,8 @@
 //! - a rewrite by someone holding the signing key: whoever can read `archive-signing.key` can
 //!   recompute the chain and re-sign. Protect the key (it is refused if group/world readable),
 //!   publish the public key, and anchor checkpoints outside the host;
-//! - changes to the search indexes (`parties`, `records_fts`) or the `segments` bookkeeping:
-//!   they can hide records from search or MAM but not alter the record of what was said.
+//! - changes to the search indexes (`parties`, `records_fts` in `archive-index.db`) or the
+//!   `segments` bookkeeping: they can hide records from search or MAM but not alter the record of what was said.
 //!
 //! # Retention and legal holds
 //! Records are grouped in segments: a segment ends at a UTC day boundary or after
@@ -74,6 +83,8 @@
 //! 6. Check the SHA-256 of each file listed in `files`.
 //!
 //! # Performance (measured, `examples/archive_bench.rs`, 2 shared cores under load)
+//! Measured in session 1, when the indexes were written inside each commit with a 1 ms
+//! window (the server-level figures since are in `docs/benchmarks.md`):
 //! 1M synthetic records (≈ 810 MiB): ingest ≈ 2 800 records/s from 256 concurrent writers
 //! (≈ 255 records per durable transaction; ≈ 5–11 k/s on smaller runs with less contention);
 //! a lone durable append ≈ 4 ms (1 ms window + fsync). Searches (limit 100): p50 1.6 ms,
@@ -114,9 +125,9 @@ use crate::keys::Signer;
 
 /// Queue depth in front of the writer task.
 const QUEUE: usize = 16_384;
-/// The indexer gathers records this long before indexing them, unless a query waits
+/// The indexer gathers appends this long before indexing them, unless a query waits
 /// (queries always wait for the indexes to catch up, so they never see less).
-const INDEX_DELAY: Duration = Duration::from_millis(20);
+pub const INDEX_DELAY: Duration = Duration::from_millis(20);
 /// Records per indexing transaction.
 const INDEX_CHUNK: u32 = 4096;
 /// A query waits at most this long for the indexes before failing.
