@@ -93,6 +93,15 @@ pub struct SqliteBackend {
     indexer: SqlitePool,
 }
 
+/// A pool of one connection kept for the backend's life.
+fn one_connection(opts: SqlitePoolOptions) -> SqlitePoolOptions {
+    opts.max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(Duration::from_secs(60))
+}
+
 /// Pool options whose connections attach the index database `index` as `idx`.
 fn attaching(opts: SqlitePoolOptions, index: String) -> SqlitePoolOptions {
     opts.after_connect(move |conn, _meta| {
@@ -122,22 +131,12 @@ impl SqliteBackend {
             |e: sqlx::Error| ArchiveError::Backend(format!("opening {}: {e}", path.display()));
         // The writer never checkpoints the WAL inside a commit (that would stall the appends
         // waiting behind it); `wal_checkpoint` does it from a reader connection.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(Duration::from_secs(60))
+        let writer = one_connection(SqlitePoolOptions::new())
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await
             .map_err(opening)?;
         let index_path = path.with_file_name(INDEX_FILE).to_string_lossy().into_owned();
-        let indexer = attaching(SqlitePoolOptions::new(), index_path.clone())
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(Duration::from_secs(60))
+        let indexer = one_connection(attaching(SqlitePoolOptions::new(), index_path.clone()))
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await
             .map_err(opening)?;
@@ -166,11 +165,7 @@ impl SqliteBackend {
             .filename(":memory:")
             .in_memory(true)
             .journal_mode(SqliteJournalMode::Memory);
-        let pool = attaching(SqlitePoolOptions::new(), ":memory:".into())
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
+        let pool = one_connection(attaching(SqlitePoolOptions::new(), ":memory:".into()))
             .connect_with(options)
             .await?;
         let b = SqliteBackend {
