@@ -529,9 +529,14 @@ impl ArchiveBackend for SqliteBackend {
     }
 
     async fn index_pending(&self, max_records: u32) -> Result<IndexProgress> {
-        // A deferred transaction: it reads the journal (a snapshot, beside the journal
-        // writer) and takes the write lock of `idx` only.
+        // A deferred transaction that takes the write lock of `idx` only, with its first
+        // statement (waiting for another process's indexer if need be: a lock taken after
+        // a read could fail at once with a stale snapshot), then reads the journal as a
+        // snapshot beside the journal writer.
         let mut tx = self.indexer.begin().await?;
+        sqlx::query("UPDATE idx.index_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
         let (indexed,): (i64,) =
             sqlx::query_as("SELECT coalesce((SELECT seq FROM idx.index_head WHERE id = 1), 0)")
                 .fetch_one(&mut *tx)

@@ -1326,3 +1326,43 @@ async fn a_failed_commit_rolls_back_and_the_next_one_works() {
     assert!(rep.is_ok(), "{rep:?}");
     assert_eq!(rep.records_checked, 4);
 }
+
+#[tokio::test]
+async fn two_handles_on_one_archive_index_side_by_side() {
+    // Like the server and the CLI: two processes, each with its writer and indexer.
+    let dir = tempfile::tempdir().unwrap();
+    let a = Arc::new(Archive::open(dir.path(), opts()).await.unwrap());
+    let b = Arc::new(Archive::open(dir.path(), opts()).await.unwrap());
+    let mut tasks = Vec::new();
+    for (n, h) in [a.clone(), b.clone()].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..100 {
+                h.append(msg(T0 + i, "alice@x", "bob@x", &format!("side{n} {i}")))
+                    .await
+                    .unwrap();
+                if i % 10 == 0 {
+                    h.sync_index().await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for h in [&a, &b] {
+        // A handle waits for what it committed; the other's records follow within a pass.
+        h.sync_index().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = Archive::open(dir.path(), opts()).await.unwrap();
+    let hits = c
+        .search(&SearchQuery {
+            account: Some("bob@x".into()),
+            limit: Some(1000),
+            ..SearchQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 200);
+    assert!(c.verify().await.unwrap().is_ok());
+}
