@@ -51,7 +51,8 @@
 //!   recompute the chain and re-sign. Protect the key (it is refused if group/world readable),
 //!   publish the public key, and anchor checkpoints outside the host;
 //! - changes to the search indexes (`parties`, `records_fts` in `archive-index.db`) or the
-//!   `segments` bookkeeping: they can hide records from search or MAM but not alter the record of what was said.
+//!   `segments` bookkeeping: they can hide records from search or MAM but not alter the
+//!   record of what was said.
 //!
 //! # Retention and legal holds
 //! Records are grouped in segments: a segment ends at a UTC day boundary or after
@@ -599,10 +600,10 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
 /// beside the writer (the indexes are in their own database), and stops after the writer,
 /// leaving the indexes complete.
 async fn indexer(inner: Arc<Inner>) {
-    let mut first = true;
     loop {
         let committed = inner.committed_seq.load(Ordering::Acquire);
-        let caught_up = !first && *inner.indexed_seq.borrow() >= committed;
+        let caught_up = inner.index_ready.load(Ordering::Acquire)
+            && *inner.indexed_seq.borrow() >= committed;
         if caught_up {
             if inner.closing.load(Ordering::Acquire) {
                 return;
@@ -620,7 +621,6 @@ async fn indexer(inner: Arc<Inner>) {
                 // The first pass (and another process's appends) tell where the journal is.
                 inner.committed_seq.fetch_max(p.head_seq, Ordering::AcqRel);
                 inner.index_ready.store(true, Ordering::Release);
-                first = false;
                 inner.indexed_seq.send_replace(p.indexed_seq);
             }
             Err(e) => {

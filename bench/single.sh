@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One workload against one Rampart configuration, for profiling and quick before/after
+# checks (the side-by-side figures come from bench/peers.sh and bench/pipeline.sh).
+# Usage: bench/single.sh VARIANT [flood|latency]
+#   VARIANT: both_on (the defaults) | guard_only | archive_only | both_off
+#   DURATION=10 PAIRS=20 WINDOW=64 (flood) RATE=2000 (latency)
+#   PERF=1 records 4 s of `perf record -g` of the server into $WORK/perf.data
+#   WORK=/tmp/rampart-single (kept after the run: server.log, perf.data)
+# Release build; prints the load generator's report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/common.sh
+
+v=${1:?variant: both_on, guard_only, archive_only or both_off}
+wl=${2:-flood}
+PAIRS=${PAIRS:-20}; DURATION=${DURATION:-10}; WINDOW=${WINDOW:-64}; RATE=${RATE:-2000}
+WORK=${WORK:-/tmp/rampart-single}
+cargo build -q --release -p rampart -p rampart-load
+RAMPART=target/release/rampart
+LOAD=target/release/rampart-load
+
+declare -A extra=(
+  [both_on]=""
+  [guard_only]=$'[archive]\nenabled = false'
+  [archive_only]=$'[guard]\nenabled = false'
+  [both_off]=$'[guard]\nenabled = false\n[archive]\nenabled = false'
+)
+[ -n "${extra[$v]+set}" ] || { echo "unknown variant $v" >&2; exit 2; }
+rm -rf "$WORK"; mkdir -p "$WORK"
+domain=example.test
+make_cert "$WORK/tls" "$domain"
+port=$(free_port); tlsport=$(free_port)
+rampart_config "$WORK" "$domain" "$port" "$tlsport" "$WORK/tls" "${extra[$v]}"
+rampart_users "$RAMPART" "$WORK/rampart.toml" "$domain" $((PAIRS * 2))
+"$RAMPART" --config "$WORK/rampart.toml" serve 2>"$WORK/server.log" &
+pid=$!
+trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true' EXIT
+wait_port "$port" 30
+perf_pid=""
+if [ "${PERF:-}" = 1 ]; then
+  (sleep 4; perf record -F 2000 -g --call-graph dwarf,16384 -p "$pid" -o "$WORK/perf.data" \
+     -- sleep 4 >/dev/null 2>&1) &
+  perf_pid=$!
+fi
+case $wl in
+  flood) args=(flood --pairs "$PAIRS" --window "$WINDOW" --duration "$DURATION" --warmup 2 --drain 5) ;;
+  latency) args=(latency --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" --warmup 2) ;;
+  *) echo "unknown workload $wl" >&2; exit 2 ;;
+esac
+"$LOAD" --server "127.0.0.1:$port" --domain "$domain" --ca "$WORK/tls/$domain.crt" \
+  --users $((PAIRS * 2)) --server-pid "$pid" --label "$v" "${args[@]}"
+if [ -n "$perf_pid" ]; then wait "$perf_pid"; fi
