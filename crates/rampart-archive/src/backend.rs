@@ -120,7 +120,7 @@ pub trait ArchiveBackend: Send + Sync + 'static {
     /// (new one at a later UTC day than the open segment's, or after `segment_max_records`).
     async fn append_batch(
         &self,
-        batch: &[NewRecord],
+        batch: Vec<NewRecord>,
         segment_max_records: u64,
     ) -> Result<AppendOutcome>;
     /// Add up to `max_records` of the records after the index head to the search indexes

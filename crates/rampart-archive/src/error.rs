@@ -51,6 +51,12 @@ impl ArchiveError {
     }
 }
 
+impl From<rusqlite::Error> for ArchiveError {
+    fn from(e: rusqlite::Error) -> ArchiveError {
+        ArchiveError::Backend(e.to_string())
+    }
+}
+
 impl From<sqlx::Error> for ArchiveError {
     fn from(e: sqlx::Error) -> ArchiveError {
         ArchiveError::Backend(e.to_string())

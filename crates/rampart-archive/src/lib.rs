@@ -100,6 +100,7 @@
 //! room) the owner's `moderation` records are included, so the announcements replay.
 
 pub mod backend;
+mod direct;
 mod error;
 mod export;
 pub mod hash;
@@ -546,10 +547,11 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
                 Cmd::Checkpoint(w) => cp_waiters.push(w),
             }
         }
-        if !records.is_empty() {
+        let n = records.len() as u64;
+        if n > 0 {
             match inner
                 .backend
-                .append_batch(&records, opts.segment_max_records.max(1))
+                .append_batch(records, opts.segment_max_records.max(1))
                 .await
             {
                 Ok(out) => {
@@ -558,11 +560,11 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
                     for (i, w) in waiters.into_iter().enumerate() {
                         let _ = w.send(Ok(out.first_seq + i as u64));
                     }
-                    since_cp += records.len() as u64;
+                    since_cp += n;
                     inner.index_work.notify_one();
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, n = records.len(), "archive append failed");
+                    tracing::error!(error = %e, n, "archive append failed");
                     let msg = e.to_string();
                     for w in waiters {
                         let _ = w.send(Err(ArchiveError::Backend(msg.clone())));

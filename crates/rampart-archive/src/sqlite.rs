@@ -4,6 +4,7 @@
 //! file (e.g. the server appending while the CLI applies retention).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,9 +16,10 @@ use sqlx::sqlite::{
 // value from a query or record is a bound parameter.
 use sqlx::{Arguments, AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
 
+use crate::direct::Direct;
 use crate::backend::{AppendOutcome, ArchiveBackend, IndexProgress, Segment, StoredRow};
 use crate::error::{ArchiveError, Result};
-use crate::hash::{self, Fields, GENESIS};
+use crate::hash::{self, GENESIS};
 use crate::types::{
     Checkpoint, HoldInfo, LegalHold, MAM_DEFAULT_PAGE, MAM_MAX_PAGE, MamPage, MamQuery, NewRecord,
     RecordKind, SearchQuery, Tombstone, VerdictKind,
@@ -28,11 +30,6 @@ pub const DB_FILE: &str = "archive.db";
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: u32 = 4;
-const DAY_MS: i64 = 86_400_000;
-/// Rows per multi-row INSERT into `records` (16 parameters each; SQLite allows 32766).
-const RECORD_CHUNK: usize = 128;
-/// Rows per multi-row INSERT into the FTS and party tables.
-const SMALL_CHUNK: usize = 512;
 /// Default number of search results.
 const DEFAULT_LIMIT: u32 = 100;
 
@@ -46,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "deferred_index",
         include_str!("../migrations/sqlite/0002_deferred_index.sql"),
+    ),
+    (
+        3,
+        "partial_indexes",
+        include_str!("../migrations/sqlite/0003_partial_indexes.sql"),
     ),
 ];
 
@@ -85,12 +87,15 @@ CREATE TABLE IF NOT EXISTS idx.index_head (
 pub struct SqliteBackend {
     /// Readers (with the index attached).
     pool: SqlitePool,
-    /// One connection for every journal write, so its page cache stays valid between batches
-    /// (in WAL mode a connection drops its cache when another connection wrote).
+    /// One connection for the journal's rare writes (migrations, checkpoints, retention,
+    /// holds).
     writer: SqlitePool,
-    /// One connection for every index write: it reads the journal and writes only `idx`, so
-    /// it runs beside the journal writer.
+    /// One connection for the indexes' rare writes (their schema, retention's deletions).
     indexer: SqlitePool,
+    /// The hot paths: every append and every indexing pass (see [`crate::direct`]).
+    direct: Arc<Direct>,
+    /// The directory of a throw-away archive, removed with the last handle.
+    _temp: Option<Arc<tempfile::TempDir>>,
 }
 
 /// A pool of one connection kept for the backend's life.
@@ -119,63 +124,73 @@ fn attaching(opts: SqlitePoolOptions, index: String) -> SqlitePoolOptions {
 impl SqliteBackend {
     /// Open (creating if missing) `path` and its index file beside it, and apply migrations.
     pub async fn open(path: &Path) -> Result<SqliteBackend> {
+        SqliteBackend::open_with(path, true, None).await
+    }
+
+    /// A throw-away archive in a temporary directory, removed with the last handle, written
+    /// without `fsync` (for tests).
+    pub async fn open_in_memory() -> Result<SqliteBackend> {
+        let dir = tempfile::tempdir()
+            .map_err(|e| ArchiveError::Backend(format!("temporary archive directory: {e}")))?;
+        let path = dir.path().join(DB_FILE);
+        SqliteBackend::open_with(&path, false, Some(Arc::new(dir))).await
+    }
+
+    async fn open_with(
+        path: &Path,
+        durable: bool,
+        temp: Option<Arc<tempfile::TempDir>>,
+    ) -> Result<SqliteBackend> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(if durable {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Off
+            })
             .busy_timeout(BUSY_TIMEOUT)
             .pragma("cache_size", "-65536")
             .pragma("mmap_size", "1073741824");
         let opening =
             |e: sqlx::Error| ArchiveError::Backend(format!("opening {}: {e}", path.display()));
-        // The writer never checkpoints the WAL inside a commit (that would stall the appends
+        // No connection checkpoints the WAL inside a commit (that would stall the appends
         // waiting behind it); `wal_checkpoint` does it from a reader connection.
         let writer = one_connection(SqlitePoolOptions::new())
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await
             .map_err(opening)?;
-        let index_path = path.with_file_name(INDEX_FILE).to_string_lossy().into_owned();
-        let indexer = one_connection(attaching(SqlitePoolOptions::new(), index_path.clone()))
+        let index_path = path.with_file_name(INDEX_FILE);
+        let index = index_path.to_string_lossy().into_owned();
+        let indexer = one_connection(attaching(SqlitePoolOptions::new(), index.clone()))
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await
             .map_err(opening)?;
-        let pool = attaching(SqlitePoolOptions::new(), index_path)
+        let pool = attaching(SqlitePoolOptions::new(), index)
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options)
             .await
             .map_err(opening)?;
-        let b = SqliteBackend {
+        migrate(&writer).await?;
+        sqlx::raw_sql("PRAGMA idx.journal_mode = WAL; PRAGMA idx.synchronous = NORMAL;")
+            .execute(&indexer)
+            .await?;
+        sqlx::raw_sql(INDEX_SCHEMA).execute(&indexer).await?;
+        let (journal, idx) = (path.to_owned(), index_path.clone());
+        let direct = tokio::task::spawn_blocking(move || {
+            Direct::open(&journal, &idx, durable, BUSY_TIMEOUT)
+        })
+        .await
+        .map_err(|e| ArchiveError::Backend(format!("opening {}: {e}", path.display())))??;
+        Ok(SqliteBackend {
             pool,
             writer,
             indexer,
-        };
-        b.migrate().await?;
-        sqlx::raw_sql("PRAGMA idx.journal_mode = WAL; PRAGMA idx.synchronous = NORMAL;")
-            .execute(&b.indexer)
-            .await?;
-        sqlx::raw_sql(INDEX_SCHEMA).execute(&b.indexer).await?;
-        Ok(b)
-    }
-
-    /// A private in-memory database (one connection, kept for the backend's life).
-    pub async fn open_in_memory() -> Result<SqliteBackend> {
-        let options = SqliteConnectOptions::new()
-            .filename(":memory:")
-            .in_memory(true)
-            .journal_mode(SqliteJournalMode::Memory);
-        let pool = one_connection(attaching(SqlitePoolOptions::new(), ":memory:".into()))
-            .connect_with(options)
-            .await?;
-        let b = SqliteBackend {
-            writer: pool.clone(),
-            indexer: pool.clone(),
-            pool,
-        };
-        b.migrate().await?;
-        sqlx::raw_sql(INDEX_SCHEMA).execute(&b.indexer).await?;
-        Ok(b)
+            direct: Arc::new(direct),
+            _temp: temp,
+        })
     }
 
     /// The connection pool (for tests and tools that inspect the file).
@@ -186,64 +201,54 @@ impl SqliteBackend {
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
-
-    async fn migrate(&self) -> Result<()> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS archive_migrations (
-                version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL
-            ) STRICT",
-        )
-        .execute(&self.writer)
-        .await?;
-        let known = MIGRATIONS.last().map_or(0, |m| m.0);
-        for &(version, description, sql) in MIGRATIONS {
-            let mut tx = self.begin_write().await?;
-            let (newest,): (Option<i64>,) =
-                sqlx::query_as("SELECT max(version) FROM archive_migrations")
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if newest.unwrap_or(0) > known {
-                return Err(ArchiveError::Backend(format!(
-                    "archive schema version {} is newer than this Rampart's ({known})",
-                    newest.unwrap_or(0)
-                )));
-            }
-            let (applied,): (bool,) = sqlx::query_as(
-                "SELECT EXISTS (SELECT 1 FROM archive_migrations WHERE version = ?)",
-            )
-            .bind(version)
-            .fetch_one(&mut *tx)
-            .await?;
-            if applied {
-                continue;
-            }
-            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(|e| {
-                ArchiveError::Backend(format!("migration {version} ({description}): {e}"))
-            })?;
-            sqlx::query(
-                "INSERT INTO archive_migrations (version, description, applied_at) VALUES (?, ?, ?)",
-            )
-            .bind(version)
-            .bind(description)
-            .bind(chrono::Utc::now().timestamp())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            tracing::info!(version, description, "applied archive migration");
-        }
-        Ok(())
-    }
 }
 
-/// The open segment while appending.
-struct OpenSegment {
-    id: i64,
-    first_seq: u64,
-    last_seq: u64,
-    day: i64,
-    min_at_ms: i64,
-    max_at_ms: i64,
-    dirty: bool,
+/// Apply the journal's migrations on `writer`.
+async fn migrate(writer: &SqlitePool) -> Result<()> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS archive_migrations (
+            version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL
+        ) STRICT",
+    )
+    .execute(writer)
+    .await?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    for &(version, description, sql) in MIGRATIONS {
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+        let (newest,): (Option<i64>,) =
+            sqlx::query_as("SELECT max(version) FROM archive_migrations")
+                .fetch_one(&mut *tx)
+                .await?;
+        if newest.unwrap_or(0) > known {
+            return Err(ArchiveError::Backend(format!(
+                "archive schema version {} is newer than this Rampart's ({known})",
+                newest.unwrap_or(0)
+            )));
+        }
+        let (applied,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM archive_migrations WHERE version = ?)",
+        )
+        .bind(version)
+        .fetch_one(&mut *tx)
+        .await?;
+        if applied {
+            continue;
+        }
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(|e| {
+            ArchiveError::Backend(format!("migration {version} ({description}): {e}"))
+        })?;
+        sqlx::query(
+            "INSERT INTO archive_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+        )
+        .bind(version)
+        .bind(description)
+        .bind(chrono::Utc::now().timestamp())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, description, "applied archive migration");
+    }
+    Ok(())
 }
 
 /// The bare part of a JID (everything before the first `/`).
@@ -341,15 +346,6 @@ impl Sql {
         self
     }
 
-    fn bind_opt(&mut self, v: Option<&str>) -> &mut Sql {
-        let _ = self.args.add(v.map(str::to_owned));
-        self
-    }
-
-    fn bind_blob(&mut self, v: &[u8]) -> &mut Sql {
-        let _ = self.args.add(v.to_vec());
-        self
-    }
 }
 
 /// The seq range of live segments whose time span meets `[since, until)`; `None` if no
@@ -444,9 +440,16 @@ fn build_search(q: &SearchQuery, range: Option<(u64, u64)>, limit: u32) -> Resul
     }
     if let Some(k) = q.kind {
         sql.push(" AND r.kind = ?").bind_str(k.as_str());
+        if k != RecordKind::Message {
+            // The partial index's own condition, so that the planner may use it.
+            sql.push(" AND r.kind <> 'message'");
+        }
     }
     if let Some(v) = q.verdict {
         sql.push(" AND r.verdict = ?").bind_str(v.as_str());
+        if !matches!(v, VerdictKind::Delivered | VerdictKind::Offline) {
+            sql.push(" AND r.verdict NOT IN ('delivered', 'offline')");
+        }
     }
     // `+` keeps the planner off the at_ms index: the seq range from the segments already
     // narrows the walk, and the at_ms index would lose the newest-first order.
@@ -516,102 +519,20 @@ fn parse_rsm_id(id: &str) -> Result<u64> {
 impl ArchiveBackend for SqliteBackend {
     async fn append_batch(
         &self,
-        batch: &[NewRecord],
+        batch: Vec<NewRecord>,
         segment_max_records: u64,
     ) -> Result<AppendOutcome> {
-        let mut conn = self.writer.acquire().await?;
-        let res = append_in(&mut conn, batch, segment_max_records).await;
-        if res.is_err() {
-            // Whatever failed, the transaction (if it began) must not stay open.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        }
-        res
+        let direct = self.direct.clone();
+        tokio::task::spawn_blocking(move || direct.append(batch, segment_max_records))
+            .await
+            .map_err(|e| ArchiveError::Backend(format!("archive writer thread: {e}")))?
     }
 
     async fn index_pending(&self, max_records: u32) -> Result<IndexProgress> {
-        // A deferred transaction that takes the write lock of `idx` only, with its first
-        // statement (waiting for another process's indexer if need be: a lock taken after
-        // a read could fail at once with a stale snapshot), then reads the journal as a
-        // snapshot beside the journal writer.
-        let mut tx = self.indexer.begin().await?;
-        sqlx::query("UPDATE idx.index_head SET seq = seq WHERE id = 1")
-            .execute(&mut *tx)
-            .await?;
-        let (indexed,): (i64,) =
-            sqlx::query_as("SELECT coalesce((SELECT seq FROM idx.index_head WHERE id = 1), 0)")
-                .fetch_one(&mut *tx)
-                .await?;
-        let (head,): (i64,) =
-            sqlx::query_as("SELECT coalesce((SELECT seq FROM chain_head WHERE id = 1), 0)")
-                .fetch_one(&mut *tx)
-                .await?;
-        if indexed >= head {
-            return Ok(IndexProgress {
-                indexed_seq: seq_u64(indexed),
-                head_seq: seq_u64(head),
-            });
-        }
-        // Records deleted by retention before they were indexed are simply not found.
-        let rows: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT seq, from_jid, to_jid, body FROM records WHERE seq > ? AND seq <= ?
-             ORDER BY seq LIMIT ?",
-        )
-        .bind(indexed)
-        .bind(head)
-        .bind(i64::from(max_records.max(1)))
-        .fetch_all(&mut *tx)
-        .await?;
-        let through = if rows.len() < max_records.max(1) as usize {
-            head
-        } else {
-            rows.last().map_or(head, |r| r.0)
-        };
-        let bodies: Vec<(i64, &str)> = rows
-            .iter()
-            .filter_map(|(seq, _, _, body)| body.as_deref().map(|b| (*seq, b)))
-            .collect();
-        for chunk in bodies.chunks(SMALL_CHUNK) {
-            let mut sql = Sql::new("INSERT INTO idx.records_fts (rowid, body) VALUES ");
-            for (i, (seq, body)) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(?,?)" } else { ",(?,?)" });
-                sql.bind_i64(*seq).bind_str(body);
-            }
-            sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let mut parties: Vec<(&str, i64, &str)> = Vec::with_capacity(rows.len() * 2);
-        for (seq, from, to, _) in &rows {
-            let (a, b) = (bare(from), bare(to));
-            if !a.is_empty() {
-                parties.push((a, *seq, b));
-            }
-            if !b.is_empty() && b != a {
-                parties.push((b, *seq, a));
-            }
-        }
-        for chunk in parties.chunks(SMALL_CHUNK) {
-            let mut sql = Sql::new("INSERT OR IGNORE INTO idx.parties (account, seq, peer) VALUES ");
-            for (i, (account, seq, peer)) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(?,?,?)" } else { ",(?,?,?)" });
-                sql.bind_str(account).bind_i64(*seq).bind_str(peer);
-            }
-            sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "INSERT INTO idx.index_head (id, seq) VALUES (1, ?)
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
-        )
-        .bind(through)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(IndexProgress {
-            indexed_seq: seq_u64(through),
-            head_seq: seq_u64(head),
-        })
+        let direct = self.direct.clone();
+        tokio::task::spawn_blocking(move || direct.index_pending(max_records))
+            .await
+            .map_err(|e| ArchiveError::Backend(format!("archive indexer thread: {e}")))?
     }
 
     async fn wal_checkpoint(&self) -> Result<()> {
@@ -1058,178 +979,44 @@ impl ArchiveBackend for SqliteBackend {
     }
 }
 
-async fn flush_segment(tx: &mut SqliteConnection, s: &OpenSegment) -> Result<()> {
-    if s.dirty {
-        sqlx::query("UPDATE segments SET last_seq = ?, min_at_ms = ?, max_at_ms = ? WHERE id = ?")
-            .bind(seq_i64(s.last_seq))
-            .bind(s.min_at_ms)
-            .bind(s.max_at_ms)
-            .bind(s.id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// One journal commit on the writer connection, in two round trips to SQLite's thread (a lone
-/// append pays each one): `BEGIN IMMEDIATE` with the head and its open segment, then the
-/// inserts, the bookkeeping and `COMMIT`. The caller rolls back on error.
-async fn append_in(
-    conn: &mut SqliteConnection,
-    batch: &[NewRecord],
-    segment_max_records: u64,
-) -> Result<AppendOutcome> {
-    type HeadRow = (
-        i64,
-        Vec<u8>,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-    );
-    let head: Option<HeadRow> = sqlx::query_as(
-        "BEGIN IMMEDIATE;
-         SELECT h.seq, h.hash, h.segment_id, s.first_seq, s.last_seq, s.day, s.min_at_ms,
-                s.max_at_ms
-         FROM chain_head h LEFT JOIN segments s ON s.id = h.segment_id AND s.deleted = 0
-         WHERE h.id = 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    let (mut seq, mut prev, mut seg) = match head {
-        None => (0u64, GENESIS, None),
-        Some((seq, hash, seg_id, first, last, day, min, max)) => {
-            let hash = hash::array(&hash).ok_or_else(|| {
-                ArchiveError::Backend("chain head hash is not 32 bytes".into())
-            })?;
-            let seg = match (first, last, day, min, max) {
-                (Some(first), Some(last), Some(day), Some(min), Some(max)) => {
-                    Some(OpenSegment {
-                        id: seg_id,
-                        first_seq: seq_u64(first),
-                        last_seq: seq_u64(last),
-                        day,
-                        min_at_ms: min,
-                        max_at_ms: max,
-                        dirty: false,
-                    })
-                }
-                _ => None,
-            };
-            (seq_u64(seq), hash, seg)
-        }
-    };
-    let first_seq = seq + 1;
-    let mut hashes = Vec::with_capacity(batch.len());
-    for rec in batch {
-        seq += 1;
-        let day = rec.at_ms.div_euclid(DAY_MS);
-        let start_new = match &seg {
-            None => true,
-            Some(s) => day > s.day || s.last_seq - s.first_seq + 1 >= segment_max_records,
+    /// The plan SQLite picks for a search.
+    async fn plan(b: &SqliteBackend, q: &SearchQuery) -> String {
+        let sql = build_search(q, None, 10).expect("query builds");
+        let rows = sqlx::query_with(
+            AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", sql.text)),
+            sql.args,
+        )
+        .fetch_all(b.pool())
+        .await
+        .expect("plan");
+        rows.iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[tokio::test]
+    async fn rare_verdicts_and_kinds_are_searched_through_their_partial_indexes() {
+        let b = SqliteBackend::open_in_memory().await.expect("open");
+        let blocked = SearchQuery {
+            verdict: Some(VerdictKind::Blocked),
+            ..SearchQuery::default()
         };
-        if start_new {
-            if let Some(s) = seg.take() {
-                flush_segment(conn, &s).await?;
-            }
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO segments (first_seq, last_seq, day, min_at_ms, max_at_ms)
-                 VALUES (?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(seq_i64(seq))
-            .bind(seq_i64(seq))
-            .bind(day)
-            .bind(rec.at_ms)
-            .bind(rec.at_ms)
-            .fetch_one(&mut *conn)
-            .await?;
-            seg = Some(OpenSegment {
-                id,
-                first_seq: seq,
-                last_seq: seq,
-                day,
-                min_at_ms: rec.at_ms,
-                max_at_ms: rec.at_ms,
-                dirty: false,
-            });
-        } else if let Some(s) = seg.as_mut() {
-            s.last_seq = seq;
-            s.min_at_ms = s.min_at_ms.min(rec.at_ms);
-            s.max_at_ms = s.max_at_ms.max(rec.at_ms);
-            s.dirty = true;
-        }
-        let h = hash::chain_hash(seq, &prev, &Fields::of(rec).digest());
-        hashes.push((prev, h));
-        prev = h;
+        assert!(plan(&b, &blocked).await.contains("records_rare_verdict"));
+        let logins = SearchQuery {
+            kind: Some(RecordKind::Login),
+            ..SearchQuery::default()
+        };
+        assert!(plan(&b, &logins).await.contains("records_rare_kind"));
+        // A common verdict walks the journal newest first instead.
+        let delivered = SearchQuery {
+            verdict: Some(VerdictKind::Delivered),
+            ..SearchQuery::default()
+        };
+        assert!(!plan(&b, &delivered).await.contains("records_rare"));
     }
-    // Multi-row inserts: one statement per chunk instead of several per record. The
-    // search indexes are written later, by `index_pending`.
-    let all: Vec<_> = (first_seq..).zip(batch.iter().zip(&hashes)).collect();
-    let chunks = all.len().div_ceil(RECORD_CHUNK);
-    for (n, chunk) in all.chunks(RECORD_CHUNK).enumerate() {
-        let mut sql = Sql::new(
-            "INSERT INTO records (seq, at_ms, kind, direction, from_jid, to_jid, remote_domain,
-                stanza_id, body, stanza_xml, verdict, verdict_rule, verdict_reason, meta_json,
-                prev_hash, hash) VALUES ",
-        );
-        for (i, (seq, (rec, (p, h)))) in chunk.iter().enumerate() {
-            let f = Fields::of(rec);
-            sql.push(if i == 0 { "(" } else { ",(" })
-                .push("?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-            sql.bind_i64(seq_i64(*seq))
-                .bind_i64(f.at_ms)
-                .bind_str(f.kind)
-                .bind_str(f.direction)
-                .bind_str(f.from)
-                .bind_str(f.to)
-                .bind_opt(f.remote_domain)
-                .bind_opt(f.stanza_id)
-                .bind_opt(f.body)
-                .bind_opt(f.stanza_xml)
-                .bind_str(f.verdict)
-                .bind_opt(f.verdict_rule)
-                .bind_opt(f.verdict_reason)
-                .bind_opt(f.meta_json)
-                .bind_blob(p)
-                .bind_blob(h);
-        }
-        if n + 1 == chunks {
-            // The last chunk carries the bookkeeping too: one round trip, not three.
-            let seg_id = match &seg {
-                Some(s) => {
-                    if s.dirty {
-                        sql.push(
-                            "; UPDATE segments SET last_seq = ?, min_at_ms = ?, max_at_ms = ?
-                             WHERE id = ?",
-                        )
-                        .bind_i64(seq_i64(s.last_seq))
-                        .bind_i64(s.min_at_ms)
-                        .bind_i64(s.max_at_ms)
-                        .bind_i64(s.id);
-                    }
-                    s.id
-                }
-                None => 0,
-            };
-            sql.push(
-                "; INSERT INTO chain_head (id, seq, hash, segment_id) VALUES (1, ?, ?, ?)
-                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
-                    segment_id = excluded.segment_id",
-            )
-            .bind_i64(seq_i64(seq))
-            .bind_blob(&prev)
-            .bind_i64(seg_id)
-            .push("; COMMIT");
-        }
-        sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(AppendOutcome {
-        first_seq,
-        head_seq: seq,
-        head_hash: prev,
-    })
 }
