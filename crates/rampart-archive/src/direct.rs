@@ -209,17 +209,23 @@ impl Direct {
             let mut party = tx.prepare_cached(
                 "INSERT OR IGNORE INTO idx.parties (account, seq, peer) VALUES (?1, ?2, ?3)",
             )?;
+            let mut parties = Vec::with_capacity(rows.len() * 2);
             for r in &rows {
                 if let Some(body) = &r.body {
                     fts.execute(params![r.seq, body])?;
                 }
                 let (a, b) = (bare(&r.from), bare(&r.to));
                 if !a.is_empty() {
-                    party.execute(params![a, r.seq, b])?;
+                    parties.push((a, r.seq, b));
                 }
                 if !b.is_empty() && b != a {
-                    party.execute(params![b, r.seq, a])?;
+                    parties.push((b, r.seq, a));
                 }
+            }
+            // In key order, so that consecutive inserts land on the same B-tree pages.
+            parties.sort_unstable();
+            for (account, seq, peer) in parties {
+                party.execute(params![account, seq, peer])?;
             }
             tx.prepare_cached(
                 "INSERT INTO idx.index_head (id, seq) VALUES (1, ?1)
