@@ -402,21 +402,11 @@ fn append_tx(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Direction, RecordKind, Verdict};
 
     fn rec(body: &str) -> NewRecord {
         NewRecord {
-            at_ms: 0,
-            kind: RecordKind::Message,
-            direction: Direction::Local,
-            from: "a@x/r".into(),
-            to: "b@x".into(),
-            remote_domain: None,
-            stanza_id: None,
             body: Some(body.into()),
-            stanza_xml: None,
-            verdict: Verdict::Delivered,
-            meta_json: None,
+            ..crate::hash::tests::rec()
         }
     }
 

@@ -209,11 +209,12 @@ pub(crate) mod hex64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::types::{Direction, RecordKind, Verdict};
 
-    fn rec() -> NewRecord {
+    /// A delivered message from a@x/r to b@x.
+    pub(crate) fn rec() -> NewRecord {
         NewRecord {
             at_ms: 1,
             kind: RecordKind::Message,
