@@ -6,6 +6,7 @@
 #   DURATION=10 PAIRS=20 WINDOW=64 (flood) RATE=2000 (latency)
 #   PERF=1 records 4 s of `perf record -g` of the server into $WORK/perf.data
 #   WORK=/tmp/rampart-single (kept after the run: server.log, perf.data)
+#   RAMPART_BIN=path: that server binary instead of building target/release/rampart (A/B runs)
 # Release build; prints the load generator's report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +16,8 @@ v=${1:?variant: both_on, guard_only, archive_only or both_off}
 wl=${2:-flood}
 PAIRS=${PAIRS:-20}; DURATION=${DURATION:-10}; WINDOW=${WINDOW:-64}; RATE=${RATE:-2000}
 WORK=${WORK:-/tmp/rampart-single}
-cargo build -q --release -p rampart -p rampart-load
-RAMPART=target/release/rampart
+if [ -z "${RAMPART_BIN:-}" ]; then cargo build -q --release -p rampart -p rampart-load; fi
+RAMPART=${RAMPART_BIN:-target/release/rampart}
 LOAD=target/release/rampart-load
 
 declare -A extra=(
