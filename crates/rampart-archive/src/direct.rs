@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::backend::{AppendOutcome, IndexProgress};
 use crate::error::{ArchiveError, Result};
 use crate::hash::{self, Fields, GENESIS};
-use crate::sqlite::bare;
+use crate::sqlite::{bare, seq_i64, seq_u64};
 use crate::types::NewRecord;
 
 const DAY_MS: i64 = 86_400_000;
@@ -39,7 +39,8 @@ const INSERT_SEGMENT: &str = "INSERT INTO segments (first_seq, last_seq, day, mi
         max_at_ms) VALUES (?1, ?1, ?2, ?3, ?3) RETURNING id";
 const UPDATE_SEGMENT: &str =
     "UPDATE segments SET last_seq = ?1, min_at_ms = ?2, max_at_ms = ?3 WHERE id = ?4";
-const UPSERT_HEAD: &str = "INSERT INTO chain_head (id, seq, hash, segment_id) VALUES (1, ?1, ?2, ?3)
+const UPSERT_HEAD: &str =
+    "INSERT INTO chain_head (id, seq, hash, segment_id) VALUES (1, ?1, ?2, ?3)
     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
         segment_id = excluded.segment_id";
 
@@ -131,8 +132,11 @@ impl Direct {
             [index.to_string_lossy().as_ref()],
         )?;
         // Derived data, rebuilt from the journal when behind or missing.
-        indexer.pragma_update(Some("idx"), "synchronous", if durable { "NORMAL" } else { "OFF" })?;
-        indexer.pragma_update(Some("idx"), "wal_autocheckpoint", 0)?;
+        indexer.pragma_update(
+            Some("idx"),
+            "synchronous",
+            if durable { "NORMAL" } else { "OFF" },
+        )?;
         Ok(Direct {
             journal: Mutex::new(journal),
             indexer: Mutex::new(indexer),
@@ -205,7 +209,8 @@ impl Direct {
             }
         };
         {
-            let mut fts = tx.prepare_cached("INSERT INTO idx.records_fts (rowid, body) VALUES (?1, ?2)")?;
+            let mut fts =
+                tx.prepare_cached("INSERT INTO idx.records_fts (rowid, body) VALUES (?1, ?2)")?;
             let mut party = tx.prepare_cached(
                 "INSERT OR IGNORE INTO idx.parties (account, seq, peer) VALUES (?1, ?2, ?3)",
             )?;
@@ -240,13 +245,9 @@ impl Direct {
 
 fn progress(indexed: i64, head: i64) -> IndexProgress {
     IndexProgress {
-        indexed_seq: u64::try_from(indexed).unwrap_or(0),
-        head_seq: u64::try_from(head).unwrap_or(0),
+        indexed_seq: seq_u64(indexed),
+        head_seq: seq_u64(head),
     }
-}
-
-fn seq_i64(seq: u64) -> i64 {
-    i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
 /// The open segment while appending.
@@ -309,14 +310,13 @@ fn append_tx(
     let (mut seq, mut prev, mut seg) = match head {
         None => (0u64, GENESIS, None),
         Some((seq, hash, seg_id, first, last, day, min, max)) => {
-            let hash = hash::array(&hash).ok_or_else(|| {
-                ArchiveError::Backend("chain head hash is not 32 bytes".into())
-            })?;
+            let hash = hash::array(&hash)
+                .ok_or_else(|| ArchiveError::Backend("chain head hash is not 32 bytes".into()))?;
             let seg = match (first, last, day, min, max) {
                 (Some(first), Some(last), Some(day), Some(min), Some(max)) => Some(OpenSegment {
                     id: seg_id,
-                    first_seq: u64::try_from(first).unwrap_or(0),
-                    last_seq: u64::try_from(last).unwrap_or(0),
+                    first_seq: seq_u64(first),
+                    last_seq: seq_u64(last),
                     day,
                     min_at_ms: min,
                     max_at_ms: max,
@@ -324,7 +324,7 @@ fn append_tx(
                 }),
                 _ => None,
             };
-            (u64::try_from(seq).unwrap_or(0), hash, seg)
+            (seq_u64(seq), hash, seg)
         }
     };
     let first_seq = seq + 1;

@@ -197,7 +197,8 @@ impl Archive {
         Archive::with_backend(Box::new(backend), signer, opts).await
     }
 
-    /// A fresh in-memory archive with a random key (tests).
+    /// A fresh throw-away archive (in a temporary directory, removed with the archive) with a
+    /// random key (tests).
     pub async fn open_in_memory_for_tests(opts: ArchiveOptions) -> Result<Archive> {
         let backend = SqliteBackend::open_in_memory().await?;
         Archive::with_backend(Box::new(backend), Signer::generate(), opts).await

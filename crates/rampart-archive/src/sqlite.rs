@@ -16,8 +16,8 @@ use sqlx::sqlite::{
 // value from a query or record is a bound parameter.
 use sqlx::{Arguments, AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
 
-use crate::direct::Direct;
 use crate::backend::{AppendOutcome, ArchiveBackend, IndexProgress, Segment, StoredRow};
+use crate::direct::Direct;
 use crate::error::{ArchiveError, Result};
 use crate::hash::{self, GENESIS};
 use crate::types::{
@@ -256,11 +256,11 @@ pub(crate) fn bare(jid: &str) -> &str {
     jid.split_once('/').map_or(jid, |(b, _)| b)
 }
 
-fn seq_i64(seq: u64) -> i64 {
+pub(crate) fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-fn seq_u64(seq: i64) -> u64 {
+pub(crate) fn seq_u64(seq: i64) -> u64 {
     u64::try_from(seq).unwrap_or(0)
 }
 
