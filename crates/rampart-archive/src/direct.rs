@@ -7,10 +7,11 @@
 //! records, and one `fsync`. The rows a commit wrote go to the indexer through [`Feed`] (the
 //! strings are moved, not copied), so the indexer does not read them back from the journal;
 //! it does read back when the feed has a gap (after a restart, or another process's
-//! appends). Everything else in the backend (queries, retention, holds, migrations) stays on
-//! sqlx.
+//! appends). The indexer keys the account index by the bare JIDs' integer ids in `idx.jids`,
+//! kept in a bounded cache that holds only ids of committed passes. Everything else in the
+//! backend (queries, retention, holds, migrations) stays on sqlx.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -26,6 +27,8 @@ use crate::types::NewRecord;
 const DAY_MS: i64 = 86_400_000;
 /// Rows the feed keeps for the indexer at most; beyond that the indexer reads back.
 const FEED_MAX: usize = 65_536;
+/// Bare JIDs whose account-index id the indexer keeps at most; past that it starts afresh.
+const JID_CACHE_MAX: usize = 100_000;
 
 const HEAD_SQL: &str = "SELECT h.seq, h.hash, h.segment_id, s.first_seq, s.last_seq, s.day,
         s.min_at_ms, s.max_at_ms
@@ -96,11 +99,20 @@ impl Feed {
     }
 }
 
+/// The indexer's connection and what it knows of the account index.
+#[derive(Debug)]
+struct Indexer {
+    conn: Connection,
+    /// Bare JID → `idx.jids.id`, for ids committed to the index file (`jids` rows are never
+    /// deleted, so an id stays valid). At most [`JID_CACHE_MAX`] entries.
+    ids: HashMap<Box<str>, i64>,
+}
+
 /// The journal writer's and the indexer's connections, and the feed between them.
 #[derive(Debug)]
 pub(crate) struct Direct {
     journal: Mutex<Connection>,
-    indexer: Mutex<Connection>,
+    indexer: Mutex<Indexer>,
     feed: Mutex<Feed>,
 }
 
@@ -139,7 +151,10 @@ impl Direct {
         )?;
         Ok(Direct {
             journal: Mutex::new(journal),
-            indexer: Mutex::new(indexer),
+            indexer: Mutex::new(Indexer {
+                conn: indexer,
+                ids: HashMap::new(),
+            }),
             feed: Mutex::new(Feed::default()),
         })
     }
@@ -157,7 +172,8 @@ impl Direct {
     /// Index up to `max` committed records after the index head (blocking).
     pub(crate) fn index_pending(&self, max: u32) -> Result<IndexProgress> {
         let max = max.max(1) as usize;
-        let mut conn = lock(&self.indexer);
+        let mut guard = lock(&self.indexer);
+        let Indexer { conn, ids } = &mut *guard;
         // A deferred transaction that takes the write lock of `idx` only, with its first
         // statement (waiting for another process's indexer if need be: a lock taken after
         // a read could fail at once with a stale snapshot), then reads the journal as a
@@ -174,6 +190,10 @@ impl Direct {
             [],
             |r| r.get(0),
         )?;
+        if indexed == 0 {
+            // A new or rebuilt index file: ids cached for an earlier one mean nothing here.
+            ids.clear();
+        }
         if indexed >= head {
             return Ok(progress(indexed, head));
         }
@@ -208,23 +228,36 @@ impl Direct {
                 (rows, through)
             }
         };
+        // Ids this pass looked up or added: cached only once the pass has committed.
+        let mut fresh: HashMap<&str, i64> = HashMap::new();
         {
             let mut fts =
                 tx.prepare_cached("INSERT INTO idx.records_fts (rowid, body) VALUES (?1, ?2)")?;
             let mut party = tx.prepare_cached(
                 "INSERT OR IGNORE INTO idx.parties (account, seq, peer) VALUES (?1, ?2, ?3)",
             )?;
+            let mut jids = JidIds {
+                find: tx.prepare_cached("SELECT id FROM idx.jids WHERE jid = ?1")?,
+                add: tx.prepare_cached("INSERT INTO idx.jids (jid) VALUES (?1)")?,
+                tx: &tx,
+                cached: ids,
+                fresh: &mut fresh,
+            };
             let mut parties = Vec::with_capacity(rows.len() * 2);
             for r in &rows {
                 if let Some(body) = &r.body {
                     fts.execute(params![r.seq, body])?;
                 }
                 let (a, b) = (bare(&r.from), bare(&r.to));
+                if a.is_empty() && b.is_empty() {
+                    continue;
+                }
+                let (ia, ib) = (jids.id(a)?, jids.id(b)?);
                 if !a.is_empty() {
-                    parties.push((a, r.seq, b));
+                    parties.push((ia, r.seq, ib));
                 }
                 if !b.is_empty() && b != a {
-                    parties.push((b, r.seq, a));
+                    parties.push((ib, r.seq, ia));
                 }
             }
             // In key order, so that consecutive inserts land on the same B-tree pages.
@@ -239,7 +272,39 @@ impl Direct {
             .execute([through])?;
         }
         tx.commit()?;
+        if ids.len() + fresh.len() > JID_CACHE_MAX {
+            ids.clear();
+        }
+        ids.extend(fresh.into_iter().map(|(jid, id)| (Box::from(jid), id)));
         Ok(progress(through, head))
+    }
+}
+
+/// Resolves bare JIDs to their `idx.jids` ids inside an indexing pass, adding the missing.
+struct JidIds<'t, 'c, 'r> {
+    find: rusqlite::CachedStatement<'t>,
+    add: rusqlite::CachedStatement<'t>,
+    tx: &'t rusqlite::Transaction<'c>,
+    /// Committed ids (read only here).
+    cached: &'t HashMap<Box<str>, i64>,
+    /// Ids looked up or added by this pass's transaction.
+    fresh: &'t mut HashMap<&'r str, i64>,
+}
+
+impl<'r> JidIds<'_, '_, 'r> {
+    fn id(&mut self, jid: &'r str) -> rusqlite::Result<i64> {
+        if let Some(&id) = self.cached.get(jid).or_else(|| self.fresh.get(jid)) {
+            return Ok(id);
+        }
+        let id = match self.find.query_row([jid], |r| r.get(0)).optional()? {
+            Some(id) => id,
+            None => {
+                self.add.execute([jid])?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        self.fresh.insert(jid, id);
+        Ok(id)
     }
 }
 

@@ -58,14 +58,24 @@ const COLUMNS: &str = "r.seq, r.at_ms, r.kind, r.direction, r.from_jid, r.to_jid
 /// The index file's name inside the archive directory.
 pub const INDEX_FILE: &str = "archive-index.db";
 
+/// The layout of the index file that [`INDEX_SCHEMA`] creates, in its `user_version`. 0 is
+/// a new file or the first layout (accounts and peers as text in `parties`), which
+/// [`index_schema`] drops and rebuilds.
+pub const INDEX_VERSION: i64 = 2;
+
 /// The search indexes, in the database attached as `idx` (see migration 0002): derived data
 /// that `index_pending` rebuilds from the journal, so it is written with `synchronous =
-/// NORMAL`.
+/// NORMAL`. The account index keys bare JIDs by their id in `jids` (a few bytes instead of
+/// the text, so more keys per page and integer comparisons); `jids` rows are never deleted.
 const INDEX_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS idx.jids (
+    id  INTEGER PRIMARY KEY,
+    jid TEXT    NOT NULL UNIQUE     -- a bare JID
+) STRICT;
 CREATE TABLE IF NOT EXISTS idx.parties (
-    account TEXT    NOT NULL,   -- bare JID of the sender or recipient
+    account INTEGER NOT NULL,   -- jids.id of the sender or recipient
     seq     INTEGER NOT NULL,
-    peer    TEXT    NOT NULL,   -- bare JID of the other side
+    peer    INTEGER NOT NULL,   -- jids.id of the other side
     PRIMARY KEY (account, seq)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idx.parties_peer ON parties (account, peer, seq);
@@ -80,6 +90,20 @@ CREATE TABLE IF NOT EXISTS idx.index_head (
     seq INTEGER NOT NULL          -- every record with seq <= this is in the indexes
 ) STRICT;
 ";
+
+/// Everything of an older index layout, dropped before [`INDEX_SCHEMA`] recreates it.
+const DROP_INDEX: &str = "
+DROP INDEX IF EXISTS idx.parties_peer;
+DROP TABLE IF EXISTS idx.parties;
+DROP TABLE IF EXISTS idx.records_fts;
+DROP TABLE IF EXISTS idx.index_head;
+DROP TABLE IF EXISTS idx.jids;
+";
+
+/// The id of a bare JID in the account index (NULL when no record names it), as an SQL
+/// expression with one parameter. Uncorrelated, so SQLite evaluates it once and probes
+/// `parties`'s keys with the result.
+const JID_ID: &str = "(SELECT id FROM idx.jids WHERE jid = ?)";
 
 /// The archive on an SQLite database: the journal in `archive.db`, the search indexes in
 /// `archive-index.db` (attached as `idx`).
@@ -177,7 +201,7 @@ impl SqliteBackend {
         sqlx::raw_sql("PRAGMA idx.journal_mode = WAL; PRAGMA idx.synchronous = NORMAL;")
             .execute(&indexer)
             .await?;
-        sqlx::raw_sql(INDEX_SCHEMA).execute(&indexer).await?;
+        index_schema(&indexer).await?;
         let (journal, idx) = (path.to_owned(), index_path.clone());
         let direct = tokio::task::spawn_blocking(move || {
             Direct::open(&journal, &idx, durable, BUSY_TIMEOUT)
@@ -248,6 +272,48 @@ async fn migrate(writer: &SqlitePool) -> Result<()> {
         tx.commit().await?;
         tracing::info!(version, description, "applied archive migration");
     }
+    Ok(())
+}
+
+/// Bring the index file to [`INDEX_VERSION`] on `indexer`, in one transaction: a file of an
+/// older layout loses its indexes (they are rebuilt from the journal by the indexer, as
+/// `index_head` is gone), then the schema is created where missing. A newer layout is
+/// refused, so two versions of Rampart never write one index file with different keys.
+async fn index_schema(indexer: &SqlitePool) -> Result<()> {
+    // IMMEDIATE: another process opening the archive at the same time waits, then finds the
+    // new version.
+    let mut tx = indexer.begin_with("BEGIN IMMEDIATE").await?;
+    let version: i64 = sqlx::query_scalar("PRAGMA idx.user_version")
+        .fetch_one(&mut *tx)
+        .await?;
+    if version > INDEX_VERSION {
+        return Err(ArchiveError::Backend(format!(
+            "archive index schema version {version} is newer than this Rampart's \
+             ({INDEX_VERSION}); delete {INDEX_FILE} to rebuild it from the journal"
+        )));
+    }
+    if version < INDEX_VERSION {
+        let old: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM idx.sqlite_schema WHERE type = 'table'")
+                .fetch_one(&mut *tx)
+                .await?;
+        if old > 0 {
+            tracing::info!(
+                version,
+                "archive index has an older layout; rebuilding it from the journal"
+            );
+            sqlx::raw_sql(DROP_INDEX).execute(&mut *tx).await?;
+        }
+    }
+    sqlx::raw_sql(INDEX_SCHEMA).execute(&mut *tx).await?;
+    if version != INDEX_VERSION {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "PRAGMA idx.user_version = {INDEX_VERSION}"
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -395,11 +461,12 @@ fn build_search(q: &SearchQuery, range: Option<(u64, u64)>, limit: u32) -> Resul
         // Plan A: walk the account index newest first.
         sql = Sql::new(&format!(
             "SELECT {COLUMNS} FROM parties p CROSS JOIN records r ON r.seq = p.seq \
-             WHERE p.account = ?"
+             WHERE p.account = {JID_ID}"
         ));
         sql.bind_str(bare(party));
         if let Some(peer) = peer {
-            sql.push(" AND p.peer = ?").bind_str(bare(peer));
+            sql.push(&format!(" AND p.peer = {JID_ID}"))
+                .bind_str(bare(peer));
         }
         seq_col = "p.seq";
         if let Some(text) = &text {
@@ -480,18 +547,20 @@ fn build_search(q: &SearchQuery, range: Option<(u64, u64)>, limit: u32) -> Resul
 /// Condition and arguments selecting `owner`'s MAM-visible messages (on `parties p` joined
 /// with `records r`).
 fn mam_filter(owner: &str, q: &MamQuery) -> Sql {
-    let mut sql = Sql::new(if q.with_moderation {
-        " FROM parties p CROSS JOIN records r ON r.seq = p.seq WHERE p.account = ? \
-         AND ((+r.kind = 'message' AND +r.verdict IN ('delivered', 'offline') \
+    let visible = if q.with_moderation {
+        "((+r.kind = 'message' AND +r.verdict IN ('delivered', 'offline') \
          AND r.body IS NOT NULL) OR (+r.kind = 'moderation' AND +r.verdict = 'delivered'))"
     } else {
-        " FROM parties p CROSS JOIN records r ON r.seq = p.seq WHERE p.account = ? \
-         AND +r.kind = 'message' AND +r.verdict IN ('delivered', 'offline') \
-         AND r.body IS NOT NULL"
-    });
+        "+r.kind = 'message' AND +r.verdict IN ('delivered', 'offline') AND r.body IS NOT NULL"
+    };
+    let mut sql = Sql::new(&format!(
+        " FROM parties p CROSS JOIN records r ON r.seq = p.seq WHERE p.account = {JID_ID} \
+         AND {visible}"
+    ));
     sql.bind_str(bare(owner));
     if let Some(with) = q.with.as_deref().filter(|w| !w.is_empty()) {
-        sql.push(" AND p.peer = ?").bind_str(bare(with));
+        sql.push(&format!(" AND p.peer = {JID_ID}"))
+            .bind_str(bare(with));
         if with.contains('/') {
             sql.push(" AND (r.from_jid = ? OR r.to_jid = ?)")
                 .bind_str(with)
@@ -499,7 +568,9 @@ fn mam_filter(owner: &str, q: &MamQuery) -> Sql {
         }
     }
     for peer in &q.exclude_peers {
-        sql.push(" AND p.peer <> ?").bind_str(bare(peer));
+        // `IS NOT`: a JID no record names has no id, and excludes nothing.
+        sql.push(&format!(" AND p.peer IS NOT {JID_ID}"))
+            .bind_str(bare(peer));
     }
     if let Some(s) = q.start_ms {
         sql.push(" AND +r.at_ms >= ?").bind_i64(s);
@@ -686,9 +757,9 @@ impl ArchiveBackend for SqliteBackend {
         // Resolve RSM ids: they must name a record in the owner's archive.
         let mut resolve = async |id: &str| -> Result<u64> {
             let seq = parse_rsm_id(id)?;
-            let exists: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM parties WHERE account = ? AND seq = ?)",
-            )
+            let exists: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT EXISTS (SELECT 1 FROM parties WHERE account = {JID_ID} AND seq = ?)"
+            )))
             .bind(bare(owner))
             .bind(seq_i64(seq))
             .fetch_one(&mut *tx)
@@ -859,11 +930,13 @@ impl ArchiveBackend for SqliteBackend {
                     .await?;
             }
             for account in [bare(from), bare(to)] {
-                sqlx::query("DELETE FROM idx.parties WHERE account = ? AND seq = ?")
-                    .bind(account)
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM idx.parties WHERE account = {JID_ID} AND seq = ?"
+                )))
+                .bind(account)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;
@@ -997,6 +1070,135 @@ mod tests {
             .map(|r| r.get::<String, _>(3))
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// The plan SQLite picks for a MAM page of `owner`'s (newest first, after seq 1).
+    async fn mam_plan(b: &SqliteBackend, owner: &str, q: &MamQuery) -> String {
+        let mut sql = mam_filter(owner, q);
+        sql.text = format!(
+            "EXPLAIN QUERY PLAN SELECT {COLUMNS}{} AND p.seq > ? ORDER BY p.seq DESC LIMIT ?",
+            sql.text
+        );
+        sql.bind_i64(1).bind_i64(10);
+        let rows = sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
+            .fetch_all(b.pool())
+            .await
+            .expect("plan");
+        rows.iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[tokio::test]
+    async fn account_queries_probe_the_account_index_with_the_jid_id() {
+        let b = SqliteBackend::open_in_memory().await.expect("open");
+        let account = SearchQuery {
+            account: Some("a@x".into()),
+            ..SearchQuery::default()
+        };
+        let p = plan(&b, &account).await;
+        assert!(p.contains("SEARCH p USING PRIMARY KEY (account=?)"), "{p}");
+        let with = SearchQuery {
+            with: Some("b@x".into()),
+            ..account
+        };
+        let p = plan(&b, &with).await;
+        assert!(p.contains("parties_peer (account=? AND peer=?)"), "{p}");
+        // MAM pages walk the keys in order (no sort), with or without a peer.
+        let p = mam_plan(&b, "a@x", &MamQuery::default()).await;
+        assert!(p.contains("PRIMARY KEY (account=? AND seq>?)"), "{p}");
+        let q = MamQuery {
+            with: Some("b@x/r".into()),
+            exclude_peers: vec!["q@x".into()],
+            ..MamQuery::default()
+        };
+        let p = mam_plan(&b, "a@x", &q).await;
+        assert!(
+            p.contains("parties_peer (account=? AND peer=? AND seq>?)"),
+            "{p}"
+        );
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
+    }
+
+    fn rec(from: &str, to: &str) -> NewRecord {
+        NewRecord {
+            from: from.into(),
+            to: to.into(),
+            ..crate::hash::tests::rec()
+        }
+    }
+
+    async fn by_account(b: &SqliteBackend, account: &str) -> Vec<u64> {
+        let q = SearchQuery {
+            account: Some(account.into()),
+            ..SearchQuery::default()
+        };
+        let rows = b.search(&q, None).await.expect("search");
+        rows.iter().map(|r| seq_u64(r.seq)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_indexing_pass_leaves_no_jid_ids_behind() {
+        let b = SqliteBackend::open_in_memory().await.expect("open");
+        b.append_batch(vec![rec("a@x/r", "b@x")], 1000)
+            .await
+            .expect("append");
+        b.index_pending(100).await.expect("index");
+        sqlx::raw_sql(
+            "CREATE TRIGGER idx.refuse BEFORE INSERT ON parties
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .execute(b.pool())
+        .await
+        .expect("trigger");
+        b.append_batch(vec![rec("carol@x/r", "dave@x")], 1000)
+            .await
+            .expect("append");
+        assert!(b.index_pending(100).await.is_err());
+        // The ids that pass gave carol and dave were rolled back; others take them now.
+        sqlx::raw_sql(
+            "DROP TRIGGER idx.refuse;
+             INSERT INTO idx.jids (jid) VALUES ('zed@x'), ('yan@x');",
+        )
+        .execute(b.pool())
+        .await
+        .expect("other ids");
+        let p = b.index_pending(100).await.expect("index");
+        assert_eq!((p.indexed_seq, p.head_seq), (2, 2));
+        assert_eq!(by_account(&b, "carol@x").await, [2]);
+        assert_eq!(by_account(&b, "dave@x").await, [2]);
+        assert!(by_account(&b, "zed@x").await.is_empty());
+        // Cached ids of the first pass still serve the next.
+        b.append_batch(vec![rec("b@x/r", "a@x")], 1000)
+            .await
+            .expect("append");
+        b.index_pending(100).await.expect("index");
+        assert_eq!(by_account(&b, "a@x").await, [3, 1]);
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM idx.jids")
+            .fetch_one(b.pool())
+            .await
+            .expect("count");
+        assert_eq!(n, 6);
+    }
+
+    #[tokio::test]
+    async fn an_index_file_of_a_newer_layout_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join(DB_FILE);
+        drop(SqliteBackend::open(&path).await.expect("open"));
+        let index = SqlitePool::connect_with(
+            SqliteConnectOptions::new().filename(dir.path().join(INDEX_FILE)),
+        )
+        .await
+        .expect("index file");
+        sqlx::raw_sql("PRAGMA user_version = 3")
+            .execute(&index)
+            .await
+            .expect("version");
+        index.close().await;
+        let err = SqliteBackend::open(&path).await.expect_err("refused");
+        assert!(err.to_string().contains("newer"), "{err}");
     }
 
     #[tokio::test]

@@ -1366,3 +1366,101 @@ async fn two_handles_on_one_archive_index_side_by_side() {
     assert_eq!(hits.len(), 200);
     assert!(c.verify().await.unwrap().is_ok());
 }
+
+#[tokio::test]
+async fn an_index_file_of_the_text_keyed_layout_is_rebuilt() {
+    // An archive indexed by a Rampart whose account index keyed bare JIDs as text.
+    let (dir, a) = file_archive(20).await;
+    a.append(msg(T0 + 20, "carol@x", "alice@x/laptop", "from carol"))
+        .await
+        .unwrap();
+    a.sync_index().await.unwrap();
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("{INDEX_FILE}{suffix}")));
+    }
+    let old = SqlitePool::connect_with(
+        SqliteConnectOptions::new()
+            .filename(dir.path().join(INDEX_FILE))
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE parties (
+            account TEXT NOT NULL, seq INTEGER NOT NULL, peer TEXT NOT NULL,
+            PRIMARY KEY (account, seq)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX parties_peer ON parties (account, peer, seq);
+        CREATE VIRTUAL TABLE records_fts USING fts5 (
+            body, content = '', contentless_delete = 1,
+            tokenize = 'unicode61 remove_diacritics 2'
+        );
+        CREATE TABLE index_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)
+            STRICT;
+        INSERT INTO index_head VALUES (1, 21);
+        INSERT INTO parties VALUES ('alice@x', 1, 'bob@x'), ('bob@x', 1, 'alice@x');
+        INSERT INTO records_fts (rowid, body) VALUES (1, 'message 0');",
+    )
+    .execute(&old)
+    .await
+    .unwrap();
+    old.close().await;
+
+    let b = Archive::open(dir.path(), opts()).await.unwrap();
+    b.sync_index().await.unwrap();
+    let hits = b
+        .search(&SearchQuery {
+            account: Some("bob@x".into()),
+            text: Some("message".into()),
+            limit: Some(100),
+            ..SearchQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 20);
+    let hits = b
+        .search(&SearchQuery {
+            account: Some("alice@x".into()),
+            with: Some("carol@x".into()),
+            ..SearchQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(hits.iter().map(|r| r.seq).collect::<Vec<_>>(), [21]);
+    let page = b
+        .mam_query("alice@x", &MamQuery { max: Some(100), ..MamQuery::default() })
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 21);
+    let page = b
+        .mam_query(
+            "alice@x",
+            &MamQuery {
+                with: Some("carol@x".into()),
+                ..MamQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.records.iter().map(|r| r.seq).collect::<Vec<_>>(), [21]);
+    // The file has the integer-keyed layout now, and a reopen keeps it.
+    drop(b);
+    let c = Archive::open(dir.path(), opts()).await.unwrap();
+    let index = SqlitePool::connect_with(
+        SqliteConnectOptions::new().filename(dir.path().join(INDEX_FILE)),
+    )
+    .await
+    .unwrap();
+    let (version, kind, n): (i64, String, i64) = sqlx::query_as(
+        "SELECT (SELECT user_version FROM pragma_user_version),
+                (SELECT typeof(account) FROM parties LIMIT 1),
+                (SELECT count(*) FROM parties)",
+    )
+    .fetch_one(&index)
+    .await
+    .unwrap();
+    assert_eq!((version, kind.as_str(), n), (2, "integer", 42));
+    assert_eq!(c.search(&SearchQuery::default()).await.unwrap().len(), 21);
+}
