@@ -10,6 +10,12 @@
 //! appends). The indexer keys the account index by the bare JIDs' integer ids in `idx.jids`,
 //! kept in a bounded cache that holds only ids of committed passes. Everything else in the
 //! backend (queries, retention, holds, migrations) stays on sqlx.
+//!
+//! WAL checkpoints ([`Direct::checkpoint`]) copy the bulk of each WAL beside the writers, then
+//! the rest with that file's writer held off for a moment: a checkpoint that reaches the end
+//! of the WAL lets the next commit start it over from the beginning. Under a steady stream of
+//! commits, passive checkpoints alone never get there, and the WAL file grew without bound;
+//! every commit's sync then also had to record the file's growth in the file system journal.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -27,6 +33,9 @@ use crate::types::NewRecord;
 const DAY_MS: i64 = 86_400_000;
 /// Rows the feed keeps for the indexer at most; beyond that the indexer reads back.
 const FEED_MAX: usize = 65_536;
+/// Size a WAL file is cut back to when it starts over (it keeps its blocks up to this, so
+/// commits overwrite them instead of growing the file).
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// Bare JIDs whose account-index id the indexer keeps at most; past that it starts afresh.
 const JID_CACHE_MAX: usize = 100_000;
 
@@ -114,6 +123,8 @@ pub(crate) struct Direct {
     journal: Mutex<Connection>,
     indexer: Mutex<Indexer>,
     feed: Mutex<Feed>,
+    /// The journal's checkpoints beside the appends (see [`Direct::checkpoint`]).
+    checkpointer: Mutex<Connection>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -129,8 +140,9 @@ fn connect(path: &Path, durable: bool, busy: Duration) -> rusqlite::Result<Conne
     conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "OFF" })?;
     conn.pragma_update(None, "cache_size", -65536)?;
     conn.pragma_update(None, "mmap_size", 1_073_741_824_i64)?;
-    // Checkpoints run from a reader connection, never inside a commit.
+    // Checkpoints run in `Direct::checkpoint`, never inside a commit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     Ok(conn)
 }
 
@@ -149,6 +161,8 @@ impl Direct {
             "synchronous",
             if durable { "NORMAL" } else { "OFF" },
         )?;
+        indexer.pragma_update(Some("idx"), "journal_size_limit", WAL_SIZE_LIMIT)?;
+        let checkpointer = connect(path, durable, busy)?;
         Ok(Direct {
             journal: Mutex::new(journal),
             indexer: Mutex::new(Indexer {
@@ -156,7 +170,20 @@ impl Direct {
                 ids: HashMap::new(),
             }),
             feed: Mutex::new(Feed::default()),
+            checkpointer: Mutex::new(checkpointer),
         })
+    }
+
+    /// Copy both WALs back into their databases (blocking), so that each starts over:
+    /// the journal's bulk beside the appends, then what they added meanwhile with the appends
+    /// held off (a copy of a few hundred milliseconds of commits and one sync); the index's
+    /// with the indexer held off, which only delays searches' catching up. A reader that
+    /// still reads an older snapshot can keep part of a WAL; the next checkpoint gets it.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        wal_checkpoint(&lock(&self.checkpointer), "main")?;
+        wal_checkpoint(&lock(&self.journal), "main")?;
+        wal_checkpoint(&lock(&self.indexer).conn, "idx")?;
+        Ok(())
     }
 
     /// Commit `batch` durably after the chain head (blocking). The records then go to the
@@ -306,6 +333,17 @@ impl<'r> JidIds<'_, '_, 'r> {
         self.fresh.insert(jid, id);
         Ok(id)
     }
+}
+
+/// `PRAGMA schema.wal_checkpoint(PASSIVE)` on `conn`: copies what no reader still needs,
+/// waiting for nobody.
+fn wal_checkpoint(conn: &Connection, schema: &str) -> rusqlite::Result<()> {
+    // One row: (busy, frames in the WAL, frames copied).
+    conn.query_row(
+        &format!("PRAGMA {schema}.wal_checkpoint(PASSIVE)"),
+        [],
+        |_| Ok(()),
+    )
 }
 
 fn progress(indexed: i64, head: i64) -> IndexProgress {

@@ -134,7 +134,7 @@ pub const INDEX_DELAY: Duration = Duration::from_millis(20);
 const INDEX_CHUNK: u32 = 4096;
 /// A query waits at most this long for the indexes before failing.
 const INDEX_WAIT: Duration = Duration::from_secs(30);
-/// How often the WAL is copied back into the database, outside the appends.
+/// How often the WALs are copied back into the databases (see [`wal_checkpointer`]).
 const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// Metadata key holding the public key (hex) the archive was created with.
 const META_PUBLIC_KEY: &str = "signing_public_key";
@@ -637,8 +637,9 @@ async fn indexer(inner: Arc<Inner>) {
     }
 }
 
-/// Copy the WAL back into the database every [`WAL_CHECKPOINT_EVERY`], off the append path,
-/// for as long as the archive is open.
+/// Copy the WALs back into the databases every [`WAL_CHECKPOINT_EVERY`], for as long as the
+/// archive is open: mostly beside the appends, the last few commits' pages with the appends
+/// held off, so that the WAL starts over instead of growing (see the SQLite backend).
 async fn wal_checkpointer(inner: std::sync::Weak<Inner>) {
     let mut every = tokio::time::interval(WAL_CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
