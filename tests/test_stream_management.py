@@ -24,8 +24,9 @@ RAMPART_LIMITS = {"resume_timeout_secs": 3}
 class SmClient:
     """A raw client that counts the stanzas it receives (XEP-0198 'h')."""
 
-    def __init__(self, server, user, resource="sm"):
+    def __init__(self, server, user, resource="sm", resume_max=RAMPART_LIMITS["resume_timeout_secs"]):
         self.raw = RawXMPP(server)
+        self.resume_max = resume_max
         self.user = user
         self.resource = resource
         self.h = 0
@@ -42,7 +43,7 @@ class SmClient:
         self.raw.send(f"<enable xmlns='{NS_SM}' resume='true'/>")
         enabled = self.raw.expect(NS_SM, "enabled")
         assert enabled.get("resume") == "true" and enabled.get("id"), ET.tostring(enabled)
-        assert int(enabled.get("max")) == 3
+        assert int(enabled.get("max")) == self.resume_max
         self.raw.send("<presence/>")
         return enabled.get("id")
 

@@ -36,6 +36,9 @@ pub struct ServerLimits {
     pub offline_limit: usize,
     /// How long a broken XEP-0198 session waits to be resumed.
     pub resume_timeout: Duration,
+    /// Stanzas queued at most for a session that waits to be resumed (see
+    /// [`crate::sessions::OutboundRx::set_limit`]).
+    pub resume_queue: usize,
 }
 
 impl Default for ServerLimits {
@@ -50,6 +53,7 @@ impl Default for ServerLimits {
             auth_block: Duration::from_secs(300),
             offline_limit: 1000,
             resume_timeout: Duration::from_secs(300),
+            resume_queue: 10_000,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::{Context, Poll, Waker};
 
-use rampart_proto::{Element, Jid, StreamError};
+use rampart_proto::{Element, Jid, StreamError, StreamErrorCondition};
 
 /// Identifies one session for its whole life (resources can be reused, ids are not).
 pub type SessionId = u64;
@@ -28,6 +28,11 @@ pub enum Outbound {
 /// Not a tokio mpsc channel: that allocates its 512-byte channel state and a first block of
 /// 32 slots (416 bytes) at creation, for every session, idle or not. This queue is one small
 /// allocation; its buffer grows with a burst and is given back when the writer waits again.
+///
+/// A queue whose session hibernates (XEP-0198: no writer drains it until the client
+/// resumes) is bounded with [`OutboundRx::set_limit`]: when it is full the session ends with
+/// `resource-constraint` (queued behind what it already holds), and this and later stanzas
+/// are refused, so the router delivers messages to another resource or offline storage.
 pub fn outbound_queue() -> (OutboundTx, OutboundRx) {
     let queue = Arc::new(Queue { state: Mutex::new(QueueState { senders: 1, ..QueueState::default() }) });
     (OutboundTx(queue.clone()), OutboundRx(queue))
@@ -53,12 +58,15 @@ struct QueueState {
     waker: Option<Waker>,
     /// Live senders: with none left and nothing queued, `recv` gives `None`.
     senders: usize,
-    /// The receiver was closed or dropped: sends fail.
+    /// The receiver was closed or dropped, or the queue overflowed its limit: sends fail.
     closed: bool,
+    /// Most items queued at once, while set (see [`OutboundRx::set_limit`]).
+    limit: Option<usize>,
 }
 
 /// Slots the queue keeps while its writer waits; a longer buffer (after a burst) is freed.
 const QUEUE_IDLE_SLOTS: usize = 8;
+
 
 impl Queue {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
@@ -72,6 +80,22 @@ impl OutboundTx {
         let waker = {
             let mut st = self.0.lock();
             if st.closed {
+                return Err(item);
+            }
+            if let Some(limit) = st.limit
+                && st.items.len() >= limit
+            {
+                st.closed = true;
+                st.items.push_back(Outbound::Close(Box::new(StreamError {
+                    condition: StreamErrorCondition::ResourceConstraint,
+                    text: Some(format!("more than {limit} stanzas waiting for this session")),
+                })));
+                let waker = st.waker.take();
+                drop(st);
+                tracing::warn!(queued = limit, "a session's outbound queue is full: the session ends");
+                if let Some(w) = waker {
+                    w.wake();
+                }
                 return Err(item);
             }
             st.items.push_back(item);
@@ -137,6 +161,12 @@ impl OutboundRx {
     /// The next item if one is queued.
     pub fn try_recv(&mut self) -> Option<Outbound> {
         self.0.lock().items.pop_front()
+    }
+
+    /// Bound the queue (`Some`, at least one item) while no writer drains it, or lift the
+    /// bound (`None`). A queue that already overflowed stays closed.
+    pub fn set_limit(&mut self, limit: Option<usize>) {
+        self.0.lock().limit = limit.map(|n| n.max(1));
     }
 
     /// Refuse further sends; what is queued can still be received.
@@ -238,7 +268,7 @@ impl Sessions {
     pub fn available(&self, bare: &str) -> Vec<Resource> {
         let map = self.by_bare.read().unwrap_or_else(|e| e.into_inner());
         map.get(bare)
-            .map(|l| l.iter().filter(|r| r.priority.is_some()).cloned().collect())
+            .map(|l| l.iter().filter(|r| r.priority.is_some() && !r.tx.is_closed()).cloned().collect())
             .unwrap_or_default()
     }
 
@@ -247,9 +277,12 @@ impl Sessions {
     pub fn message_targets(&self, bare: &str) -> Vec<Resource> {
         let map = self.by_bare.read().unwrap_or_else(|e| e.into_inner());
         let Some(list) = map.get(bare) else { return Vec::new() };
-        let best = list.iter().filter_map(|r| r.priority).filter(|p| *p >= 0).max();
+        // A session whose queue refuses stanzas (ending, or full) is no target: a message it
+        // refused is routed again to the account, and must not come back to it.
+        let open = || list.iter().filter(|r| !r.tx.is_closed());
+        let best = open().filter_map(|r| r.priority).filter(|p| *p >= 0).max();
         match best {
-            Some(best) => list.iter().filter(|r| r.priority == Some(best)).cloned().collect(),
+            Some(best) => open().filter(|r| r.priority == Some(best)).cloned().collect(),
             None => Vec::new(),
         }
     }
@@ -306,6 +339,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    const LIMIT: usize = 10_000;
+
     fn stanza(n: usize) -> Outbound {
         Outbound::Stanza(Box::new(Element::new("message", "jabber:client").with_attr("id", n.to_string())))
     }
@@ -347,6 +382,50 @@ mod tests {
         assert!(tx.send(stanza(2)).is_err());
         assert_eq!(rx.try_recv().map(id).as_deref(), Some("1"));
         assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn full_queue_ends_the_session_and_refuses_more() {
+        let (tx, mut rx) = outbound_queue();
+        for i in 0..2 * LIMIT {
+            assert!(tx.send(stanza(i)).is_ok(), "no limit while none is set");
+        }
+        for i in 0..2 * LIMIT {
+            assert_eq!(rx.try_recv().map(id), Some(i.to_string()));
+        }
+        rx.set_limit(Some(LIMIT));
+        for i in 0..LIMIT {
+            assert!(tx.send(stanza(i)).is_ok());
+        }
+        assert!(!tx.is_closed());
+        assert!(matches!(tx.send(stanza(LIMIT)), Err(Outbound::Stanza(_))));
+        assert!(tx.is_closed(), "senders see the session as gone");
+        assert!(tx.send(stanza(LIMIT + 1)).is_err());
+        // The writer gets everything queued, then the stream error, then the end.
+        for i in 0..LIMIT {
+            assert_eq!(rx.try_recv().map(id), Some(i.to_string()));
+        }
+        match rx.try_recv() {
+            Some(Outbound::Close(e)) => assert_eq!(e.condition, StreamErrorCondition::ResourceConstraint),
+            other => panic!("expected the close, got {:?}", other.map(id)),
+        }
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn sessions_with_a_refusing_queue_are_no_message_targets() {
+        let sessions = Sessions::default();
+        let jid = |r: &str| Jid::parse(&format!("a@x/{r}")).expect("jid");
+        let (tx1, mut rx1) = outbound_queue();
+        let (tx2, _rx2) = outbound_queue();
+        sessions.bind(1, jid("one"), tx1);
+        sessions.bind(2, jid("two"), tx2);
+        sessions.set_presence(1, &jid("one"), Some(5), None);
+        sessions.set_presence(2, &jid("two"), Some(0), None);
+        assert_eq!(sessions.message_targets("a@x").iter().map(|r| r.id).collect::<Vec<_>>(), vec![1]);
+        rx1.close();
+        assert_eq!(sessions.message_targets("a@x").iter().map(|r| r.id).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(sessions.available("a@x").iter().map(|r| r.id).collect::<Vec<_>>(), vec![2]);
     }
 
     #[test]

@@ -244,6 +244,7 @@ pub struct LimitsConfig {
     pub auth_block_secs: Option<u64>,
     pub offline_limit: Option<usize>,
     pub resume_timeout_secs: Option<u64>,
+    pub resume_queue_limit: Option<usize>,
 }
 
 fn default_domain() -> String {
@@ -369,6 +370,11 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
         auth_block: positive("auth_block_secs", l.auth_block_secs, d.auth_block)?,
         offline_limit: l.offline_limit.unwrap_or(d.offline_limit),
         resume_timeout: positive("resume_timeout_secs", l.resume_timeout_secs, d.resume_timeout)?,
+        resume_queue: match l.resume_queue_limit {
+            Some(0) => bail!("{source}: limits.resume_queue_limit: must be at least 1"),
+            Some(n) => n,
+            None => d.resume_queue,
+        },
     };
     let guard = guard_setup(file.guard, source)?;
     // The HTTPS listener (file uploads); only with an explicit [listen] http = "IP:PORT".
@@ -566,5 +572,9 @@ mod tests {
         assert!(e.contains("limits.max_stanza_bytes"), "{e}");
         let e = parse("[limits]\nstanza_timeout_secs = 0\n", "t", None).unwrap_err().to_string();
         assert!(e.contains("limits.stanza_timeout_secs"), "{e}");
+        let e = parse("[limits]\nresume_queue_limit = 0\n", "t", None).unwrap_err().to_string();
+        assert!(e.contains("limits.resume_queue_limit"), "{e}");
+        let c = parse("[limits]\nresume_queue_limit = 50\n", "t", None).expect("parses");
+        assert_eq!(c.limits.resume_queue, 50);
     }
 }

@@ -449,6 +449,7 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
                 shared.hibernation.put(previd.to_owned(), hib);
                 return Err(ConnError::Stream(Sec::UndefinedCondition, Some(why)));
             }
+            hib.rx.set_limit(None);
             conn.queue(&Element::new("resumed", ns::SM).with_attr("previd", previd).with_attr("h", hib.sm.inbound.to_string()));
             for (_, st) in &hib.sm.unacked {
                 conn.queue(st);
@@ -731,6 +732,9 @@ async fn end_session<S: AsyncRead + AsyncWrite + Unpin>(
         tracing::info!(%peer, jid = %ctx.jid, unacked = sm.unacked.len(), "connection lost; session hibernates for resumption");
         // XEP-0357: the device is gone for now; its push service hears of what waits.
         crate::modules::push::hibernated(router, &ctx, sm.unacked.iter().map(|(_, el)| el)).await;
+        // Nothing drains the queue until the client resumes: it is bounded meanwhile.
+        let mut rx = rx;
+        rx.set_limit(Some(router.config.limits.resume_queue));
         shared.hibernation.put(id.clone(), sm::Hibernated { ctx, rx, sm });
         let shared = shared.clone();
         let timeout = shared.router.config.limits.resume_timeout;
