@@ -1053,31 +1053,10 @@ impl ArchiveBackend for SqliteBackend {
 mod tests {
     use super::*;
 
-    /// The plan SQLite picks for a search.
-    async fn plan(b: &SqliteBackend, q: &SearchQuery) -> String {
-        let sql = build_search(q, None, 10).expect("query builds");
-        let rows = sqlx::query_with(
-            AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", sql.text)),
-            sql.args,
-        )
-        .fetch_all(b.pool())
-        .await
-        .expect("plan");
-        rows.iter()
-            .map(|r| r.get::<String, _>(3))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    /// The plan SQLite picks for a MAM page of `owner`'s (newest first, after seq 1).
-    async fn mam_plan(b: &SqliteBackend, owner: &str, q: &MamQuery) -> String {
-        let mut sql = mam_filter(owner, q);
-        sql.text = format!(
-            "EXPLAIN QUERY PLAN SELECT {COLUMNS}{} AND p.seq > ? ORDER BY p.seq DESC LIMIT ?",
-            sql.text
-        );
-        sql.bind_i64(1).bind_i64(10);
-        let rows = sqlx::query_with(AssertSqlSafe(sql.text), sql.args)
+    /// The plan SQLite picks for `sql`, its steps joined with "; ".
+    async fn explain(b: &SqliteBackend, sql: Sql) -> String {
+        let text = format!("EXPLAIN QUERY PLAN {}", sql.text);
+        let rows = sqlx::query_with(AssertSqlSafe(text), sql.args)
             .fetch_all(b.pool())
             .await
             .expect("plan");
@@ -1085,6 +1064,19 @@ mod tests {
             .map(|r| r.get::<String, _>(3))
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// The plan SQLite picks for a search.
+    async fn plan(b: &SqliteBackend, q: &SearchQuery) -> String {
+        explain(b, build_search(q, None, 10).expect("query builds")).await
+    }
+
+    /// The plan SQLite picks for a MAM page of `owner`'s (newest first, after seq 1).
+    async fn mam_plan(b: &SqliteBackend, owner: &str, q: &MamQuery) -> String {
+        let mut sql = mam_filter(owner, q);
+        sql.text = format!("SELECT {COLUMNS}{} AND p.seq > ? ORDER BY p.seq DESC LIMIT ?", sql.text);
+        sql.bind_i64(1).bind_i64(10);
+        explain(b, sql).await
     }
 
     #[tokio::test]

@@ -28,6 +28,23 @@ fn msg(at_ms: i64, from: &str, to: &str, body: &str) -> NewRecord {
     }
 }
 
+/// How many records `search` finds with the word "message" (in `account`'s, if given).
+async fn message_hits(a: &Archive, account: Option<&str>) -> usize {
+    let q = SearchQuery {
+        account: account.map(Into::into),
+        text: Some("message".into()),
+        limit: Some(100),
+        ..SearchQuery::default()
+    };
+    a.search(&q).await.unwrap().len()
+}
+
+/// How many records a MAM query of `owner`'s whole archive returns (up to 100).
+async fn mam_count(a: &Archive, owner: &str) -> usize {
+    let q = MamQuery { max: Some(100), ..MamQuery::default() };
+    a.mam_query(owner, &q).await.unwrap().records.len()
+}
+
 fn opts() -> ArchiveOptions {
     ArchiveOptions {
         checkpoint_every_records: 1_000_000,
@@ -1263,20 +1280,8 @@ async fn indexes_catch_up_after_a_crash_between_commit_and_indexing() {
     sqlx::query("DELETE FROM records_fts WHERE rowid > 10").execute(&pool).await.unwrap();
     sqlx::query("DELETE FROM parties WHERE seq > 10").execute(&pool).await.unwrap();
     let b = Archive::open(dir.path(), opts()).await.unwrap();
-    let hits = b
-        .search(&SearchQuery {
-            text: Some("message".into()),
-            limit: Some(100),
-            ..SearchQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(hits.len(), 30);
-    let page = b
-        .mam_query("alice@x", &MamQuery { max: Some(100), ..MamQuery::default() })
-        .await
-        .unwrap();
-    assert_eq!(page.records.len(), 30);
+    assert_eq!(message_hits(&b, None).await, 30);
+    assert_eq!(mam_count(&b, "alice@x").await, 30);
     let (head,): (i64,) = sqlx::query_as("SELECT seq FROM index_head")
         .fetch_one(&pool)
         .await
@@ -1294,16 +1299,7 @@ async fn a_lost_index_file_is_rebuilt_from_the_journal() {
         let _ = std::fs::remove_file(dir.path().join(format!("{INDEX_FILE}{suffix}")));
     }
     let b = Archive::open(dir.path(), opts()).await.unwrap();
-    let hits = b
-        .search(&SearchQuery {
-            account: Some("bob@x".into()),
-            text: Some("message".into()),
-            limit: Some(100),
-            ..SearchQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(hits.len(), 25);
+    assert_eq!(message_hits(&b, Some("bob@x")).await, 25);
     assert!(b.verify().await.unwrap().is_ok());
 }
 
@@ -1410,16 +1406,7 @@ async fn an_index_file_of_the_text_keyed_layout_is_rebuilt() {
 
     let b = Archive::open(dir.path(), opts()).await.unwrap();
     b.sync_index().await.unwrap();
-    let hits = b
-        .search(&SearchQuery {
-            account: Some("bob@x".into()),
-            text: Some("message".into()),
-            limit: Some(100),
-            ..SearchQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(hits.len(), 20);
+    assert_eq!(message_hits(&b, Some("bob@x")).await, 20);
     let hits = b
         .search(&SearchQuery {
             account: Some("alice@x".into()),
@@ -1429,11 +1416,7 @@ async fn an_index_file_of_the_text_keyed_layout_is_rebuilt() {
         .await
         .unwrap();
     assert_eq!(hits.iter().map(|r| r.seq).collect::<Vec<_>>(), [21]);
-    let page = b
-        .mam_query("alice@x", &MamQuery { max: Some(100), ..MamQuery::default() })
-        .await
-        .unwrap();
-    assert_eq!(page.records.len(), 21);
+    assert_eq!(mam_count(&b, "alice@x").await, 21);
     let page = b
         .mam_query(
             "alice@x",
