@@ -67,7 +67,6 @@ struct QueueState {
 /// Slots the queue keeps while its writer waits; a longer buffer (after a burst) is freed.
 const QUEUE_IDLE_SLOTS: usize = 8;
 
-
 impl Queue {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
