@@ -14,6 +14,9 @@
 #   LOGIN_DURATION=10 LOGIN_WORKERS=16
 #   USERS=200          accounts user1..userN (idle connections reuse them, distinct resources)
 #   WORKLOADS="flood latency idle logins"
+#   ROUNDS=1           run every workload on every server this many times, the servers taking
+#                      turns within each round (this VM's speed drifts); the table shows
+#                      each metric's median over the rounds
 #   RAMPART_VARIANTS="name=/path/snippet.toml ..."  extra Rampart runs with a TOML snippet
 #                      appended to its config (start the snippet with a [table] header),
 #                      e.g. threat defense or archive on/off; each shows as rampart-NAME.
@@ -34,6 +37,7 @@ LOGIN_DURATION=${LOGIN_DURATION:-10}
 LOGIN_WORKERS=${LOGIN_WORKERS:-16}
 USERS=${USERS:-200}
 WORKLOADS=${WORKLOADS:-"flood latency idle logins"}
+ROUNDS=${ROUNDS:-1}
 RAMPART_VARIANTS=${RAMPART_VARIANTS:-}
 BENCH=${BENCH:-/tmp/rampart-bench}
 DOMAIN=example.test
@@ -179,14 +183,15 @@ done
 start() { case $1 in rampart*) rampart_start "$1" ;; *) "${1}_start" ;; esac; }
 stop() { case $1 in rampart*) rampart_stop ;; *) "${1}_stop" ;; esac; }
 
-load() { # NAME WORKLOAD ARGS...
+load() { # NAME WORKLOAD ARGS...  (results in $RES/NAME-WORKLOAD.rROUND.json)
   local name=$1 w=$2; shift 2
-  echo "--- $name: $w" >&2
+  local out="$RES/$name-$w.r$round.json"
+  echo "--- $name: $w (round $round of $ROUNDS)" >&2
   "$LOAD" --server "127.0.0.1:$PORT" --domain $DOMAIN --ca "$BENCH/tls/$DOMAIN.crt" \
     --users "$USERS" --server-pid "$SERVER_PID" --label "$name" --json "$w" "$@" \
-    > "$RES/$name-$w.json" 2>>"$RES/$name-load.log" || true
+    > "$out" 2>>"$RES/$name-load.log" || true
   # The same report in text form, from the JSON, for the log.
-  cat "$RES/$name-$w.json" >&2
+  cat "$out" >&2
 }
 
 # Accounts on the peers: in-band registration (both allow it from loopback).
@@ -200,6 +205,7 @@ for name in "${names[@]}"; do
   esac
 done
 
+for ((round = 1; round <= ROUNDS; round++)); do
 for w in $WORKLOADS; do
   for name in "${names[@]}"; do
     start "$name"
@@ -214,10 +220,11 @@ for w in $WORKLOADS; do
     stop "$name"
   done
 done
+done
 
 {
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB"
   echo "versions: rampart $RAMPART ($(git -C "$ROOT" rev-parse --short HEAD) checked out), $(prosodyctl about 2>/dev/null | grep -m1 -i '^prosody' || echo prosody), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null)"
-  echo "settings: DURATION=$DURATION PAIRS=$PAIRS WINDOW=$WINDOW RATE=$RATE IDLE=$IDLE LOGIN_WORKERS=$LOGIN_WORKERS USERS=$USERS"
+  echo "settings: ROUNDS=$ROUNDS (medians) DURATION=$DURATION PAIRS=$PAIRS WINDOW=$WINDOW RATE=$RATE IDLE=$IDLE LOGIN_WORKERS=$LOGIN_WORKERS USERS=$USERS"
   python3 "$ROOT/bench/table.py" "$RES" "${names[@]}"
 } | tee "$RES/table.md"

@@ -1,22 +1,36 @@
 #!/usr/bin/env python3
 """Print the side-by-side table (Markdown) from rampart-load --json results.
 
-Usage: table.py RESULTS_DIR NAME...   (reads RESULTS_DIR/NAME-WORKLOAD.json)
+Usage: table.py RESULTS_DIR NAME...   (reads RESULTS_DIR/NAME-WORKLOAD.rN.json, one per
+round, or NAME-WORKLOAD.json) and prints each metric's median over the rounds.
 The first name starting with "rampart" is compared with the better of the non-Rampart names.
 """
+import glob
 import json
 import os
+import statistics
 import sys
 
 res, names = sys.argv[1], sys.argv[2:]
 
 
-def load(name, workload):
-    try:
-        with open(os.path.join(res, f"{name}-{workload}.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+def runs(name, workload):
+    """Every round's report of one server on one workload."""
+    files = glob.glob(os.path.join(glob.escape(res), f"{glob.escape(name)}-{workload}.r*.json"))
+    files.append(os.path.join(res, f"{name}-{workload}.json"))
+    out = []
+    for path in sorted(files):
+        try:
+            with open(path) as f:
+                out.append(json.load(f))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def median(name, workload, path):
+    vals = [v for v in (get(d, *path) for d in runs(name, workload)) if isinstance(v, (int, float))]
+    return statistics.median(vals) if vals else None
 
 
 def get(d, *path):
@@ -60,7 +74,7 @@ print("|---" * (len(names) + 4) + "|")
 for row in ROWS:
     label, w, path, higher, target, fmt = row[:6]
     scale = row[6] if len(row) > 6 else 1
-    vals = {n: get(load(n, w), *path) for n in names}
+    vals = {n: median(n, w, path) for n in names}
     vals = {n: (v * scale if isinstance(v, (int, float)) else v) for n, v in vals.items()}
     cells = [fmt.format(vals[n]) if isinstance(vals[n], (int, float)) else "–" for n in names]
     ratio, tgt, met = "", "", ""
@@ -86,8 +100,9 @@ for row in ROWS:
 errs = []
 for n in names:
     for w in ("flood", "latency", "idle", "logins"):
-        e = get(load(n, w), "errors")
-        if e:
-            errs.append(f"{n} {w}: " + ", ".join(f"{k} ×{v}" for k, v in e.items()))
+        for i, d in enumerate(runs(n, w), 1):
+            e = get(d, "errors")
+            if e:
+                errs.append(f"{n} {w} (run {i}): " + ", ".join(f"{k} ×{v}" for k, v in e.items()))
 print()
 print("errors: " + ("; ".join(errs) if errs else "none"))
