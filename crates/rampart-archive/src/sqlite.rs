@@ -217,6 +217,19 @@ impl SqliteBackend {
         })
     }
 
+    /// Run `f` on the hot-path connections ([`Direct`]) on a blocking thread; `thread`
+    /// names it in the error if that thread panics.
+    async fn on_direct<T: Send + 'static>(
+        &self,
+        thread: &str,
+        f: impl FnOnce(&Direct) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let direct = self.direct.clone();
+        tokio::task::spawn_blocking(move || f(&direct))
+            .await
+            .map_err(|e| ArchiveError::Backend(format!("{thread}: {e}")))?
+    }
+
     /// The connection pool (for tests and tools that inspect the file).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -591,24 +604,15 @@ impl ArchiveBackend for SqliteBackend {
         batch: Vec<NewRecord>,
         segment_max_records: u64,
     ) -> Result<AppendOutcome> {
-        let direct = self.direct.clone();
-        tokio::task::spawn_blocking(move || direct.append(batch, segment_max_records))
-            .await
-            .map_err(|e| ArchiveError::Backend(format!("archive writer thread: {e}")))?
+        self.on_direct("archive writer thread", move |d| d.append(batch, segment_max_records)).await
     }
 
     async fn index_pending(&self, max_records: u32) -> Result<IndexProgress> {
-        let direct = self.direct.clone();
-        tokio::task::spawn_blocking(move || direct.index_pending(max_records))
-            .await
-            .map_err(|e| ArchiveError::Backend(format!("archive indexer thread: {e}")))?
+        self.on_direct("archive indexer thread", move |d| d.index_pending(max_records)).await
     }
 
     async fn wal_checkpoint(&self) -> Result<()> {
-        let direct = self.direct.clone();
-        tokio::task::spawn_blocking(move || direct.checkpoint())
-            .await
-            .map_err(|e| ArchiveError::Backend(format!("archive checkpoint thread: {e}")))?
+        self.on_direct("archive checkpoint thread", move |d| d.checkpoint()).await
     }
 
     async fn head(&self) -> Result<(u64, [u8; 32])> {

@@ -76,34 +76,33 @@ impl Queue {
 impl OutboundTx {
     /// Queue an item for the session's writer; gives it back if the session is gone.
     pub fn send(&self, item: Outbound) -> Result<(), Outbound> {
-        let waker = {
+        let (waker, result) = {
             let mut st = self.0.lock();
             if st.closed {
                 return Err(item);
             }
-            if let Some(limit) = st.limit
-                && st.items.len() >= limit
-            {
-                st.closed = true;
-                st.items.push_back(Outbound::Close(Box::new(StreamError {
-                    condition: StreamErrorCondition::ResourceConstraint,
-                    text: Some(format!("more than {limit} stanzas waiting for this session")),
-                })));
-                let waker = st.waker.take();
-                drop(st);
-                tracing::warn!(queued = limit, "a session's outbound queue is full: the session ends");
-                if let Some(w) = waker {
-                    w.wake();
+            let result = match st.limit {
+                Some(limit) if st.items.len() >= limit => {
+                    // Full: the session ends after what it holds, and refuses the rest.
+                    st.closed = true;
+                    st.items.push_back(Outbound::Close(Box::new(StreamError {
+                        condition: StreamErrorCondition::ResourceConstraint,
+                        text: Some(format!("more than {limit} stanzas waiting for this session")),
+                    })));
+                    tracing::warn!(queued = limit, "a session's outbound queue is full: the session ends");
+                    Err(item)
                 }
-                return Err(item);
-            }
-            st.items.push_back(item);
-            st.waker.take()
+                _ => {
+                    st.items.push_back(item);
+                    Ok(())
+                }
+            };
+            (st.waker.take(), result)
         };
         if let Some(w) = waker {
             w.wake();
         }
-        Ok(())
+        result
     }
 
     /// True once the receiving session closed its queue or ended.
