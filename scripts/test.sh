@@ -26,6 +26,8 @@ if [ ! -f "$REQ_STAMP" ] || [ "$(cat "$REQ_STAMP")" != "$REQ_SUM" ]; then
 fi
 
 # --- Rust ----------------------------------------------------------------
+echo "==> scripts/check-vendor.sh (vendored crates are the published ones plus our patches)"
+./scripts/check-vendor.sh
 echo "==> cargo build --workspace"
 cargo build --workspace
 echo "==> cargo test --workspace"
