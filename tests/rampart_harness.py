@@ -638,7 +638,8 @@ class RawXMPP:
 
     def __init__(self, server: RampartServer, *, direct_tls: bool = False,
                  port: int | None = None, source_ip: str | None = None,
-                 tls_max_version: ssl.TLSVersion | None = None, connect_timeout: float = 10):
+                 tls_max_version: ssl.TLSVersion | None = None, connect_timeout: float = 10,
+                 rcvbuf: int | None = None):
         self.server = server
         self.direct_tls = direct_tls
         self.port = port or (server.c2s_tls_port if direct_tls else server.c2s_port)
@@ -646,9 +647,19 @@ class RawXMPP:
         self.raw = b""
         self.closed = False
         self.tls = False
-        self.sock = socket.create_connection(
-            (HOST, self.port), timeout=connect_timeout,
-            source_address=(source_ip, 0) if source_ip else None)
+        if rcvbuf is None:
+            self.sock = socket.create_connection(
+                (HOST, self.port), timeout=connect_timeout,
+                source_address=(source_ip, 0) if source_ip else None)
+        else:
+            # A small receive buffer, set before connecting so that the TCP window is small
+            # too: a client that stops reading makes the server's writes block sooner.
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(connect_timeout)
+            if source_ip:
+                self.sock.bind((source_ip, 0))
+            self.sock.connect((HOST, self.port))
         self.sock.settimeout(15)
         self._reset_parser()
         if direct_tls:

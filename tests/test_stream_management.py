@@ -5,7 +5,8 @@ Covers: the <sm/> stream feature; <enable resume='true'/> answered with <enabled
 and resumed with <resume previd h/> delivers every message exactly once and in order
 (the ones sent while disconnected included); a session that is never resumed hands every
 unacknowledged message to offline storage, so the next login gets them (with delay
-stamps); a resume with an unknown id fails with item-not-found.
+stamps), and so does a session whose client closes its stream without acknowledging; a
+resume with an unknown id fails with item-not-found.
 """
 
 import asyncio
@@ -24,8 +25,8 @@ RAMPART_LIMITS = {"resume_timeout_secs": 3}
 class SmClient:
     """A raw client that counts the stanzas it receives (XEP-0198 'h')."""
 
-    def __init__(self, server, user, resource="sm", resume_max=RAMPART_LIMITS["resume_timeout_secs"]):
-        self.raw = RawXMPP(server)
+    def __init__(self, server, user, resource="sm", resume_max=RAMPART_LIMITS["resume_timeout_secs"], **raw_opts):
+        self.raw = RawXMPP(server, **raw_opts)
         self.resume_max = resume_max
         self.user = user
         self.resource = resource
@@ -137,6 +138,26 @@ async def test_unresumed_session_hands_unacked_messages_to_offline_storage(serve
     got = await b.messages.collect(8, lambda m: m["body"].startswith("unacked "), timeout=10)
     assert [m["body"] for m in got] == [f"unacked {i}" for i in range(8)]
     assert all(m.xml.find(f"{{{NS_DELAY}}}delay") is not None for m in got), "no delay stamps"
+
+
+async def test_closed_stream_hands_unacked_messages_to_offline_storage(server, new_user, clients):
+    # A clean close (not a broken connection) is no resumable end: what the client never
+    # acknowledged goes back to the router at once.
+    alice, bob = new_user("alice"), new_user("bob")
+    a = await sender(clients, alice)
+    b1 = SmClient(server, bob)
+    b1.login_and_enable()
+    for i in range(5):
+        a.send_msg(bob.jid, f"unacked at close {i}")
+    await a.sync()
+    b1.pump(5)
+    b1.raw.send("</stream:stream>")
+    await asyncio.sleep(0.5)
+    b1.raw.close()
+    b = await clients(bob, "later")
+    await b.go_online()
+    got = await b.messages.collect(5, lambda m: m["body"].startswith("unacked at close "), timeout=10)
+    assert [m["body"] for m in got] == [f"unacked at close {i}" for i in range(5)]
 
 
 async def test_resume_unknown_id_fails(server, new_user):

@@ -39,6 +39,9 @@ pub struct ServerLimits {
     /// Stanzas queued at most for a session that waits to be resumed (see
     /// [`crate::sessions::OutboundRx::set_limit`]).
     pub resume_queue: usize,
+    /// Stanzas queued at most for a live session whose client does not read them (see
+    /// [`crate::sessions::OutboundRx::set_limit`]).
+    pub session_queue: usize,
 }
 
 impl Default for ServerLimits {
@@ -54,6 +57,7 @@ impl Default for ServerLimits {
             offline_limit: 1000,
             resume_timeout: Duration::from_secs(300),
             resume_queue: 10_000,
+            session_queue: 10_000,
         }
     }
 }

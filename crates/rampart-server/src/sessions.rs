@@ -29,10 +29,16 @@ pub enum Outbound {
 /// 32 slots (416 bytes) at creation, for every session, idle or not. This queue is one small
 /// allocation; its buffer grows with a burst and is given back when the writer waits again.
 ///
-/// A queue whose session hibernates (XEP-0198: no writer drains it until the client
-/// resumes) is bounded with [`OutboundRx::set_limit`]: when it is full the session ends with
-/// `resource-constraint` (queued behind what it already holds), and this and later stanzas
-/// are refused, so the router delivers messages to another resource or offline storage.
+/// Every session's queue is bounded. A hibernating one's by `limits.resume_queue_limit`
+/// ([`OutboundRx::set_limit`]; XEP-0198: no writer drains it until the client resumes). A
+/// live one's by `limits.session_queue_limit` ([`OutboundRx::set_live_limit`]), counted only
+/// while its writer is blocked writing to a client that does not read
+/// ([`OutboundRx::writing`]): a burst into a session that reads (another resource's
+/// stanzas handed back to this one, say) is not a reason to end it. When the queue is full
+/// the session ends with `resource-constraint` (queued behind what it already holds; a live
+/// session's writer also learns of it at once through [`OutboundRx::overflowed`]), and this
+/// and later stanzas are refused, so the router delivers messages to another resource or
+/// offline storage.
 pub fn outbound_queue() -> (OutboundTx, OutboundRx) {
     let queue = Arc::new(Queue { state: Mutex::new(QueueState { senders: 1, ..QueueState::default() }) });
     (OutboundTx(queue.clone()), OutboundRx(queue))
@@ -62,6 +68,12 @@ struct QueueState {
     closed: bool,
     /// Most items queued at once, while set (see [`OutboundRx::set_limit`]).
     limit: Option<usize>,
+    /// The limit counts only while `writing` (see [`OutboundRx::set_live_limit`]).
+    live: bool,
+    /// The writer is blocked writing to its client (see [`OutboundRx::writing`]).
+    writing: bool,
+    /// A send found the queue full (see [`OutboundRx::overflowed`]).
+    overflowed: bool,
 }
 
 /// Slots the queue keeps while its writer waits; a longer buffer (after a burst) is freed.
@@ -76,29 +88,33 @@ impl Queue {
 impl OutboundTx {
     /// Queue an item for the session's writer; gives it back if the session is gone.
     pub fn send(&self, item: Outbound) -> Result<(), Outbound> {
-        let (waker, result) = {
+        let (waker, result, overflowed) = {
             let mut st = self.0.lock();
             if st.closed {
                 return Err(item);
             }
-            let result = match st.limit {
-                Some(limit) if st.items.len() >= limit => {
+            let (result, overflowed) = match st.limit {
+                Some(limit) if st.items.len() >= limit && (!st.live || st.writing) => {
                     // Full: the session ends after what it holds, and refuses the rest.
                     st.closed = true;
+                    st.overflowed = true;
                     st.items.push_back(Outbound::Close(Box::new(StreamError {
                         condition: StreamErrorCondition::ResourceConstraint,
                         text: Some(format!("more than {limit} stanzas waiting for this session")),
                     })));
-                    tracing::warn!(queued = limit, "a session's outbound queue is full: the session ends");
-                    Err(item)
+                    (Err(item), Some(limit))
                 }
                 _ => {
                     st.items.push_back(item);
-                    Ok(())
+                    (Ok(()), None)
                 }
             };
-            (st.waker.take(), result)
+            (st.waker.take(), result, overflowed)
         };
+        if let Some(limit) = overflowed {
+            // Logged outside the lock: the writer and other senders need not wait on it.
+            tracing::warn!(queued = limit, "a session's outbound queue is full: the session ends");
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -156,15 +172,50 @@ impl OutboundRx {
         Poll::Pending
     }
 
+    /// Resolves once a send has found the queue full: the writer is stuck (its client does
+    /// not read) and should give up instead of waiting on the socket. Uses the same waker
+    /// slot as [`OutboundRx::recv`], so poll it from the task that receives.
+    pub async fn overflowed(&self) {
+        std::future::poll_fn(|cx| {
+            let mut st = self.0.lock();
+            if st.overflowed {
+                return Poll::Ready(());
+            }
+            match &mut st.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                w => *w = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
     /// The next item if one is queued.
     pub fn try_recv(&mut self) -> Option<Outbound> {
         self.0.lock().items.pop_front()
     }
 
-    /// Bound the queue (`Some`, at least one item) while no writer drains it, or lift the
-    /// bound (`None`). A queue that already overflowed stays closed.
+    /// Bound the queue (`Some`, at least one item) at all times, as for a session with no
+    /// writer, or lift the bound (`None`). A queue that already overflowed stays closed.
     pub fn set_limit(&mut self, limit: Option<usize>) {
-        self.0.lock().limit = limit.map(|n| n.max(1));
+        let mut st = self.0.lock();
+        st.limit = limit.map(|n| n.max(1));
+        st.live = false;
+    }
+
+    /// Bound the queue (at least one item) while its writer is blocked writing to the client
+    /// (between `writing(true)` and `writing(false)`); other times it takes what comes, since
+    /// its writer is about to drain it. A queue that already overflowed stays closed.
+    pub fn set_live_limit(&mut self, limit: usize) {
+        let mut st = self.0.lock();
+        st.limit = Some(limit.max(1));
+        st.live = true;
+        st.writing = false;
+    }
+
+    /// The writer starts (`true`) or ends (`false`) a write to its client that may block.
+    pub fn writing(&self, on: bool) {
+        self.0.lock().writing = on;
     }
 
     /// Refuse further sends; what is queued can still be received.
@@ -408,6 +459,44 @@ mod tests {
             other => panic!("expected the close, got {:?}", other.map(id)),
         }
         assert!(rx.try_recv().is_none());
+    }
+
+    /// A live limit counts only while the writer is blocked writing: a burst while it is free
+    /// is taken whole.
+    #[test]
+    fn live_limit_counts_only_while_the_writer_is_writing() {
+        let (tx, mut rx) = outbound_queue();
+        rx.set_live_limit(LIMIT);
+        for i in 0..2 * LIMIT {
+            assert!(tx.send(stanza(i)).is_ok(), "the writer is not stuck");
+        }
+        rx.writing(true);
+        assert!(tx.send(stanza(2 * LIMIT)).is_err(), "stuck with a full queue");
+        assert!(tx.is_closed());
+        for i in 0..2 * LIMIT {
+            assert_eq!(rx.try_recv().map(id), Some(i.to_string()));
+        }
+        assert!(matches!(rx.try_recv(), Some(Outbound::Close(_))));
+    }
+
+    /// A writer stuck elsewhere (a client that does not read) hears of the overflow at once.
+    #[tokio::test]
+    async fn overflow_wakes_a_writer_waiting_on_it() {
+        let (tx, mut rx) = outbound_queue();
+        rx.set_live_limit(LIMIT);
+        rx.writing(true);
+        let writer = tokio::spawn(async move {
+            rx.overflowed().await;
+            rx
+        });
+        tokio::task::yield_now().await;
+        for i in 0..LIMIT {
+            assert!(tx.send(stanza(i)).is_ok());
+        }
+        assert!(!writer.is_finished(), "no overflow yet");
+        assert!(tx.send(stanza(LIMIT)).is_err());
+        let mut rx = tokio::time::timeout(Duration::from_secs(10), writer).await.expect("woken").expect("no panic");
+        assert_eq!(rx.try_recv().map(id).as_deref(), Some("0"), "what was queued stays");
     }
 
     #[test]

@@ -245,6 +245,7 @@ pub struct LimitsConfig {
     pub offline_limit: Option<usize>,
     pub resume_timeout_secs: Option<u64>,
     pub resume_queue_limit: Option<usize>,
+    pub session_queue_limit: Option<usize>,
 }
 
 fn default_domain() -> String {
@@ -375,7 +376,21 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
             Some(n) => n,
             None => d.resume_queue,
         },
+        session_queue: match l.session_queue_limit {
+            Some(0) => bail!("{source}: limits.session_queue_limit: must be at least 1"),
+            Some(n) => n,
+            None => d.session_queue,
+        },
     };
+    // A login's offline messages are queued for its session all at once: a queue that could
+    // not hold them would end every login of a full account before it drained them.
+    if limits.session_queue <= limits.offline_limit {
+        bail!(
+            "{source}: limits.session_queue_limit ({}) must be greater than limits.offline_limit ({})",
+            limits.session_queue,
+            limits.offline_limit
+        );
+    }
     let guard = guard_setup(file.guard, source)?;
     // The HTTPS listener (file uploads); only with an explicit [listen] http = "IP:PORT".
     let http = file.listen.as_ref().and_then(|l| l.http.as_deref()).map(|v| addr("http", v)).transpose()?;
@@ -576,5 +591,11 @@ mod tests {
         assert!(e.contains("limits.resume_queue_limit"), "{e}");
         let c = parse("[limits]\nresume_queue_limit = 50\n", "t", None).expect("parses");
         assert_eq!(c.limits.resume_queue, 50);
+        let e = parse("[limits]\nsession_queue_limit = 0\n", "t", None).unwrap_err().to_string();
+        assert!(e.contains("limits.session_queue_limit"), "{e}");
+        let e = parse("[limits]\nsession_queue_limit = 500\n", "t", None).unwrap_err().to_string();
+        assert!(e.contains("limits.offline_limit (1000)"), "{e}");
+        let c = parse("[limits]\nsession_queue_limit = 50\noffline_limit = 20\n", "t", None).expect("parses");
+        assert_eq!(c.limits.session_queue, 50);
     }
 }

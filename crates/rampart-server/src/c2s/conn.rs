@@ -210,6 +210,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlConn<S> {
         Ok(())
     }
 
+    /// Forget what is queued but not yet written (a flush was abandoned part way: what
+    /// follows must not repeat its first bytes).
+    pub fn discard_unwritten(&mut self) {
+        self.wbuf = Vec::new();
+    }
+
     pub async fn send(&mut self, el: &Element) -> Result<(), ConnError> {
         self.queue(el);
         self.flush().await

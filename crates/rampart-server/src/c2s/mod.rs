@@ -449,7 +449,7 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
                 shared.hibernation.put(previd.to_owned(), hib);
                 return Err(ConnError::Stream(Sec::UndefinedCondition, Some(why)));
             }
-            hib.rx.set_limit(None);
+            hib.rx.set_live_limit(router.config.limits.session_queue);
             conn.queue(&Element::new("resumed", ns::SM).with_attr("previd", previd).with_attr("h", hib.sm.inbound.to_string()));
             for (_, st) in &hib.sm.unacked {
                 conn.queue(st);
@@ -483,7 +483,9 @@ async fn bind_phase<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
         };
-        let (tx, rx) = crate::sessions::outbound_queue();
+        let (tx, mut rx) = crate::sessions::outbound_queue();
+        // A client that stops reading cannot make the server hold its stanzas without bound.
+        rx.set_live_limit(router.config.limits.session_queue);
         let id = router.sessions.new_id();
         if let Some(old) = router.sessions.bind(id, jid.clone(), tx) {
             // RFC 6120 §7.7.2.2: the newer session wins; the old one gets <conflict/>.
@@ -642,8 +644,11 @@ fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
             }
-            if conn.queued() > 0 && conn.flush().await.is_err() {
-                break 'run End::Broken;
+            if conn.queued() > 0 {
+                match flush_unless_overflowing(&mut conn, &rx).await {
+                    Ok(()) => {}
+                    Err(end) => break 'run end,
+                }
             }
             let deadline = conn.partial_deadline();
             tokio::select! {
@@ -687,9 +692,9 @@ fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                         conn.queue(&Element::new("r", ns::SM));
                     }
-                    if let Err(e) = conn.flush().await {
-                        tracing::debug!(%peer, error = %e, "write failed");
-                        break 'run End::Broken;
+                    if let Err(end) = flush_unless_overflowing(&mut conn, &rx).await {
+                        tracing::debug!(%peer, jid = %ctx.jid, "write failed or the client stopped reading");
+                        break 'run end;
                     }
                 }
                 _ = sleep_until_opt(deadline) => {
@@ -702,6 +707,25 @@ fn session_loop<S: AsyncRead + AsyncWrite + Unpin>(
         // futures; inline they would size every idle session's task for its whole life.
         Box::pin(end_session(shared, conn, ctx, rx, sm, csi, end, peer)).await;
     }
+}
+
+/// Write what the session queued, unless its outbound queue overflows meanwhile: then the
+/// client has stopped reading while stanzas kept coming, and waiting on its socket would only
+/// let them pile up. The unwritten rest is dropped from the write buffer (with stream
+/// management those stanzas are still unacknowledged, so they go back to the router) and the
+/// session ends with `resource-constraint`.
+async fn flush_unless_overflowing<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut XmlConn<S>, rx: &OutboundRx) -> Result<(), End> {
+    rx.writing(true);
+    let result = tokio::select! {
+        r = conn.flush() => r.map_err(|_| End::Broken),
+        () = rx.overflowed() => {
+            conn.discard_unwritten();
+            tracing::warn!("the client stopped reading and its queue is full: the session ends");
+            Err(End::Close(Some(stream_err(Sec::ResourceConstraint, Some("the client does not read what is sent to it")))))
+        }
+    };
+    rx.writing(false);
+    result
 }
 
 /// After the session loop: hibernate a resumable session whose connection broke, or end the
@@ -727,8 +751,12 @@ async fn end_session<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     // A resumable session whose connection broke waits for its client to come back.
-    let resumable = sm.as_ref().and_then(|s| s.resume_id.clone());
-    if let (End::Broken, Some(id), Some(sm)) = (&end, resumable, sm.take()) {
+    // (Only a broken, resumable session gives up its stream-management state here: any other
+    // end hands the unacknowledged stanzas back to the router below.)
+    if let End::Broken = end
+        && let Some(id) = sm.as_ref().and_then(|s| s.resume_id.clone())
+        && let Some(sm) = sm.take()
+    {
         tracing::info!(%peer, jid = %ctx.jid, unacked = sm.unacked.len(), "connection lost; session hibernates for resumption");
         // XEP-0357: the device is gone for now; its push service hears of what waits.
         crate::modules::push::hibernated(router, &ctx, sm.unacked.iter().map(|(_, el)| el)).await;
