@@ -31,7 +31,7 @@ crate=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"rustls-$ver.crate" 2>
 [ -n "$crate" ] || { echo "check-vendor: cargo did not fetch rustls-$ver.crate" >&2; exit 1; }
 
 tar xzf "$crate" -C "$tmp"
-(cd "$tmp/rustls-$ver" && patch --quiet -p1 < "$ROOT/vendor/rustls.patch")
+(cd "$tmp/rustls-$ver" && git apply -p1 "$ROOT/vendor/rustls.patch")
 if ! diff -r "$tmp/rustls-$ver" vendor/rustls; then
     echo "check-vendor: vendor/rustls differs from rustls $ver + vendor/rustls.patch" >&2
     exit 1
