@@ -122,42 +122,43 @@ async def test_resume_after_cut_loses_and_duplicates_nothing(server, new_user, c
     b2.raw.close()
 
 
-async def test_unresumed_session_hands_unacked_messages_to_offline_storage(server, new_user, clients):
+async def unacked_then(server, new_user, clients, bodies: list[str], end) -> list:
+    """Bob's SM session receives `bodies` and acknowledges none; `end(b1)` ends it; a new
+    login of Bob's then collects what comes back from offline storage."""
     alice, bob = new_user("alice"), new_user("bob")
     a = await sender(clients, alice)
     b1 = SmClient(server, bob)
     b1.login_and_enable()
-    for i in range(8):
-        a.send_msg(bob.jid, f"unacked {i}")
+    for body in bodies:
+        a.send_msg(bob.jid, body)
     await a.sync()
-    b1.pump(8)
-    b1.raw.close()  # never acknowledged, never resumed
-    await asyncio.sleep(4.5)  # past resume_timeout_secs
+    b1.pump(len(bodies))
+    await end(b1)
     b = await clients(bob, "later")
     await b.go_online()
-    got = await b.messages.collect(8, lambda m: m["body"].startswith("unacked "), timeout=10)
-    assert [m["body"] for m in got] == [f"unacked {i}" for i in range(8)]
+    got = await b.messages.collect(len(bodies), lambda m: m["body"] in bodies, timeout=10)
+    assert [m["body"] for m in got] == bodies
+    return got
+
+
+async def test_unresumed_session_hands_unacked_messages_to_offline_storage(server, new_user, clients):
+    async def cut_and_never_resume(b1):
+        b1.raw.close()  # never acknowledged, never resumed
+        await asyncio.sleep(4.5)  # past resume_timeout_secs
+
+    got = await unacked_then(server, new_user, clients, [f"unacked {i}" for i in range(8)], cut_and_never_resume)
     assert all(m.xml.find(f"{{{NS_DELAY}}}delay") is not None for m in got), "no delay stamps"
 
 
 async def test_closed_stream_hands_unacked_messages_to_offline_storage(server, new_user, clients):
     # A clean close (not a broken connection) is no resumable end: what the client never
     # acknowledged goes back to the router at once.
-    alice, bob = new_user("alice"), new_user("bob")
-    a = await sender(clients, alice)
-    b1 = SmClient(server, bob)
-    b1.login_and_enable()
-    for i in range(5):
-        a.send_msg(bob.jid, f"unacked at close {i}")
-    await a.sync()
-    b1.pump(5)
-    b1.raw.send("</stream:stream>")
-    await asyncio.sleep(0.5)
-    b1.raw.close()
-    b = await clients(bob, "later")
-    await b.go_online()
-    got = await b.messages.collect(5, lambda m: m["body"].startswith("unacked at close "), timeout=10)
-    assert [m["body"] for m in got] == [f"unacked at close {i}" for i in range(5)]
+    async def close_stream(b1):
+        b1.raw.send("</stream:stream>")
+        await asyncio.sleep(0.5)
+        b1.raw.close()
+
+    await unacked_then(server, new_user, clients, [f"unacked at close {i}" for i in range(5)], close_stream)
 
 
 async def test_resume_unknown_id_fails(server, new_user):
