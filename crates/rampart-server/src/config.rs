@@ -40,7 +40,7 @@ pub struct ServerLimits {
     /// [`crate::sessions::OutboundRx::set_limit`]).
     pub resume_queue: usize,
     /// Stanzas queued at most for a live session whose client does not read them (see
-    /// [`crate::sessions::OutboundRx::set_limit`]).
+    /// [`crate::sessions::OutboundRx::set_live_limit`]).
     pub session_queue: usize,
 }
 

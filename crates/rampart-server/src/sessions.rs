@@ -76,6 +76,16 @@ struct QueueState {
     overflowed: bool,
 }
 
+impl QueueState {
+    /// Remember the writer's waker (one slot, shared by `recv` and `overflowed`).
+    fn park(&mut self, cx: &Context<'_>) {
+        match &mut self.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+    }
+}
+
 /// Slots the queue keeps while its writer waits; a longer buffer (after a burst) is freed.
 const QUEUE_IDLE_SLOTS: usize = 8;
 
@@ -165,10 +175,7 @@ impl OutboundRx {
         if st.items.capacity() > QUEUE_IDLE_SLOTS {
             st.items = VecDeque::new();
         }
-        match &mut st.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            w => *w = Some(cx.waker().clone()),
-        }
+        st.park(cx);
         Poll::Pending
     }
 
@@ -181,10 +188,7 @@ impl OutboundRx {
             if st.overflowed {
                 return Poll::Ready(());
             }
-            match &mut st.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                w => *w = Some(cx.waker().clone()),
-            }
+            st.park(cx);
             Poll::Pending
         })
         .await

@@ -248,6 +248,16 @@ pub struct LimitsConfig {
     pub session_queue_limit: Option<usize>,
 }
 
+/// A `[limits]` count that must be at least 1 when given (`Default` is zero for the
+/// integer types used), or the default when absent.
+fn at_least_one<T: Copy + PartialEq + Default>(source: &str, key: &str, value: Option<T>, default: T) -> Result<T> {
+    match value {
+        Some(n) if n == T::default() => bail!("{source}: limits.{key}: must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
+}
+
 fn default_domain() -> String {
     "localhost".into()
 }
@@ -355,32 +365,16 @@ pub fn parse(text: &str, source: &str, _base: Option<&Path>) -> Result<Config> {
             Some(n) => n,
             None => d.max_stanza_bytes,
         },
-        max_connections_per_ip: match l.max_connections_per_ip {
-            Some(0) => bail!("{source}: limits.max_connections_per_ip: must be at least 1"),
-            Some(n) => n,
-            None => d.max_connections_per_ip,
-        },
+        max_connections_per_ip: at_least_one(source, "max_connections_per_ip", l.max_connections_per_ip, d.max_connections_per_ip)?,
         handshake_timeout: positive("handshake_timeout_secs", l.handshake_timeout_secs, d.handshake_timeout)?,
         stanza_timeout: positive("stanza_timeout_secs", l.stanza_timeout_secs, d.stanza_timeout)?,
-        auth_failures: match l.auth_failures {
-            Some(0) => bail!("{source}: limits.auth_failures: must be at least 1"),
-            Some(n) => n,
-            None => d.auth_failures,
-        },
+        auth_failures: at_least_one(source, "auth_failures", l.auth_failures, d.auth_failures)?,
         auth_window: positive("auth_window_secs", l.auth_window_secs, d.auth_window)?,
         auth_block: positive("auth_block_secs", l.auth_block_secs, d.auth_block)?,
         offline_limit: l.offline_limit.unwrap_or(d.offline_limit),
         resume_timeout: positive("resume_timeout_secs", l.resume_timeout_secs, d.resume_timeout)?,
-        resume_queue: match l.resume_queue_limit {
-            Some(0) => bail!("{source}: limits.resume_queue_limit: must be at least 1"),
-            Some(n) => n,
-            None => d.resume_queue,
-        },
-        session_queue: match l.session_queue_limit {
-            Some(0) => bail!("{source}: limits.session_queue_limit: must be at least 1"),
-            Some(n) => n,
-            None => d.session_queue,
-        },
+        resume_queue: at_least_one(source, "resume_queue_limit", l.resume_queue_limit, d.resume_queue)?,
+        session_queue: at_least_one(source, "session_queue_limit", l.session_queue_limit, d.session_queue)?,
     };
     // A login's offline messages are queued for its session all at once: a queue that could
     // not hold them would end every login of a full account before it drained them.
