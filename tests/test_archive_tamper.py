@@ -218,6 +218,10 @@ def test_truncated_tail_with_rewritten_head_is_caught_by_a_checkpoint(archive_se
     kept = row(db, keep)
     sql(db, ("DELETE FROM records WHERE seq > ?", (keep,)),
         ("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1", (keep, kept["hash"])))
+    # The commit log still holds the newest records, and opening would put them back (or,
+    # cut mid-batch, refuse appends): this attacker removes it too.
+    for log in db.parent.glob("archive-commit.*.log"):
+        log.unlink()
     first = expect_tampered(archive_server, cfg, keep + 1)
     assert "checkpoint" in first or "truncated" in first, first
 

@@ -11,6 +11,16 @@
 //! kept in a bounded cache that holds only ids of committed passes. Everything else in the
 //! backend (queries, retention, holds, migrations) stays on sqlx.
 //!
+//! An append is durable once its frame is in the commit log ([`crate::commitlog`]): the
+//! journal connection here is the *applier*'s, a thread that copies the logged batches into
+//! the database up to [`APPLY_GATHER`] later, several per transaction, with `synchronous =
+//! NORMAL` (so not synced one by one). It syncs a commit when the log wants to reuse a file
+//! and at least every [`SYNC_EVERY`]; everything up to that commit is then durable in the
+//! database and may leave the log. Readers wait for the applier first
+//! ([`Direct::logged`], [`Direct::applied`]; in another process, until the database reaches
+//! the log's newest record, [`Direct::log_newest_seq`]), so they see every append
+//! acknowledged before they asked.
+//!
 //! WAL checkpoints ([`Direct::checkpoint`]) copy the bulk of each WAL beside the writers, then
 //! the rest with that file's writer held off for a moment: a checkpoint that reaches the end
 //! of the WAL lets the next commit start it over from the beginning. Under a steady stream of
@@ -18,13 +28,17 @@
 //! every commit's sync then also had to record the file's growth in the file system journal.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::watch;
 
 use crate::backend::{AppendOutcome, IndexProgress};
+use crate::commitlog::{self, Log, LogError};
 use crate::error::{ArchiveError, Result};
 use crate::hash::{self, Fields, GENESIS};
 use crate::sqlite::{bare, seq_i64, seq_u64};
@@ -38,6 +52,14 @@ const FEED_MAX: usize = 65_536;
 const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// Bare JIDs whose account-index id the indexer keeps at most; past that it starts afresh.
 const JID_CACHE_MAX: usize = 100_000;
+/// The applier gathers logged batches this long after the first before a transaction.
+const APPLY_GATHER: Duration = Duration::from_millis(25);
+/// Records per applier transaction at most.
+const APPLY_MAX: usize = 8192;
+/// An append on standby waits this long for the commit log's holder to let go.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
+/// The applier syncs a commit at least this often while appends arrive.
+pub(crate) const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 const HEAD_SQL: &str = "SELECT h.seq, h.hash, h.segment_id, s.first_seq, s.last_seq, s.day,
         s.min_at_ms, s.max_at_ms
@@ -117,14 +139,75 @@ struct Indexer {
     ids: HashMap<Box<str>, i64>,
 }
 
-/// The journal writer's and the indexer's connections, and the feed between them.
+/// What the applier thread shares with the rest: the journal connection, the feed it fills
+/// for the indexer, and how far it got.
+#[derive(Debug)]
+struct Journal {
+    conn: Mutex<Connection>,
+    feed: Mutex<Feed>,
+    /// The newest seq in the database (published after each applier commit).
+    applied: watch::Sender<u64>,
+    /// Every record up to this seq is durable in the database.
+    durable: AtomicU64,
+    /// The log's writer wants a synced commit soon (see [`Log::wants_durable`]).
+    want_sync: AtomicBool,
+}
+
+/// A logged batch on its way to the database, with its chain hashes.
+#[derive(Debug)]
+struct Logged {
+    segment_max: u64,
+    first_seq: u64,
+    prev: [u8; 32],
+    records: Vec<NewRecord>,
+    hashes: Vec<[u8; 32]>,
+}
+
+/// The appending side.
+#[derive(Debug)]
+enum Writer {
+    /// Another process holds the commit log; this one may take over at its next append.
+    Standby,
+    Active(Active),
+    /// Nothing is appended until the archive is reopened: a sync of the commit log failed, or
+    /// the log does not continue the database. Says why.
+    Failed(String),
+}
+
+/// This process writes the commit log.
+#[derive(Debug)]
+struct Active {
+    log: Log,
+    head_seq: u64,
+    head_hash: [u8; 32],
+    to_applier: Option<mpsc::Sender<Logged>>,
+    applier: Option<JoinHandle<()>>,
+}
+
+impl Drop for Active {
+    /// The applier drains what was logged, then the log (and its lock) closes.
+    fn drop(&mut self) {
+        self.to_applier.take();
+        if let Some(t) = self.applier.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The commit log's writer, the applier's and the indexer's connections, and the feed.
 #[derive(Debug)]
 pub(crate) struct Direct {
-    journal: Mutex<Connection>,
+    journal: Arc<Journal>,
     indexer: Mutex<Indexer>,
-    feed: Mutex<Feed>,
     /// The journal's checkpoints beside the appends (see [`Direct::checkpoint`]).
     checkpointer: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// This process holds the commit log (it never lets go while open).
+    active: AtomicBool,
+    /// The newest seq this process logged.
+    logged: AtomicU64,
+    dir: PathBuf,
+    durable: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -134,10 +217,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A connection to the (already created and migrated) journal at `path`.
-fn connect(path: &Path, durable: bool, busy: Duration) -> rusqlite::Result<Connection> {
+fn connect(path: &Path, synchronous: &str, busy: Duration) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(busy)?;
-    conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "OFF" })?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "cache_size", -65536)?;
     conn.pragma_update(None, "mmap_size", 1_073_741_824_i64)?;
     // Checkpoints run in `Direct::checkpoint`, never inside a commit.
@@ -147,53 +230,204 @@ fn connect(path: &Path, durable: bool, busy: Duration) -> rusqlite::Result<Conne
 }
 
 impl Direct {
-    /// Open the two connections on `path`, the indexer's with `index` attached as `idx`.
+    /// Open the connections on `path`, the indexer's with `index` attached as `idx`, and
+    /// take over the commit log beside it unless another process holds it (replaying what
+    /// the database lacks; see [`crate::commitlog`]).
     pub(crate) fn open(path: &Path, index: &Path, durable: bool, busy: Duration) -> Result<Direct> {
-        let journal = connect(path, durable, busy)?;
-        let indexer = connect(path, durable, busy)?;
+        let (full, normal) = if durable { ("FULL", "NORMAL") } else { ("OFF", "OFF") };
+        let journal = connect(path, normal, busy)?;
+        let indexer = connect(path, full, busy)?;
         indexer.execute(
             "ATTACH DATABASE ?1 AS idx",
             [index.to_string_lossy().as_ref()],
         )?;
         // Derived data, rebuilt from the journal when behind or missing.
-        indexer.pragma_update(
-            Some("idx"),
-            "synchronous",
-            if durable { "NORMAL" } else { "OFF" },
-        )?;
+        indexer.pragma_update(Some("idx"), "synchronous", normal)?;
         indexer.pragma_update(Some("idx"), "journal_size_limit", WAL_SIZE_LIMIT)?;
-        let checkpointer = connect(path, durable, busy)?;
-        Ok(Direct {
-            journal: Mutex::new(journal),
+        let checkpointer = connect(path, full, busy)?;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let direct = Direct {
+            journal: Arc::new(Journal {
+                conn: Mutex::new(journal),
+                feed: Mutex::new(Feed::default()),
+                applied: watch::channel(0).0,
+                durable: AtomicU64::new(0),
+                want_sync: AtomicBool::new(false),
+            }),
             indexer: Mutex::new(Indexer {
                 conn: indexer,
                 ids: HashMap::new(),
             }),
-            feed: Mutex::new(Feed::default()),
             checkpointer: Mutex::new(checkpointer),
-        })
+            writer: Mutex::new(Writer::Standby),
+            active: AtomicBool::new(false),
+            logged: AtomicU64::new(0),
+            dir,
+            durable,
+        };
+        direct.activate(&mut lock(&direct.writer))?;
+        Ok(direct)
+    }
+
+    /// Take the commit log if no other process holds it: replay it into the database, start
+    /// the applier. Leaves `w` on standby if the log is held elsewhere.
+    fn activate(&self, w: &mut Writer) -> Result<()> {
+        let log_err = |e: std::io::Error| ArchiveError::io(&self.dir.join(commitlog::LOG_FILES[0]), e);
+        let Some((log, batches)) = Log::open(&self.dir, self.durable).map_err(log_err)? else {
+            return Ok(());
+        };
+        let (head_seq, head_hash) = match replay(&mut lock(&self.journal.conn), batches, self.durable)? {
+            Ok(head) => head,
+            Err(why) => {
+                // Fail closed for appends; reads (and `verify`, to find out why) still work.
+                tracing::error!("{why}");
+                *w = Writer::Failed(why);
+                return Ok(());
+            }
+        };
+        self.journal.applied.send_replace(head_seq);
+        self.journal.durable.store(head_seq, Ordering::Release);
+        self.logged.store(head_seq, Ordering::Release);
+        let (to_applier, from_writer) = mpsc::channel();
+        let journal = self.journal.clone();
+        let durable = self.durable;
+        let applier = std::thread::Builder::new()
+            .name("rampart-archive-apply".into())
+            .spawn(move || apply_loop(&journal, &from_writer, durable))
+            .map_err(|e| ArchiveError::Backend(format!("starting the archive applier: {e}")))?;
+        self.active.store(true, Ordering::Release);
+        *w = Writer::Active(Active {
+            log,
+            head_seq,
+            head_hash,
+            to_applier: Some(to_applier),
+            applier: Some(applier),
+        });
+        Ok(())
     }
 
     /// Copy both WALs back into their databases (blocking), so that each starts over:
-    /// the journal's bulk beside the appends, then what they added meanwhile with the appends
+    /// the journal's bulk beside the applier, then what it added meanwhile with the applier
     /// held off (a copy of a few hundred milliseconds of commits and one sync); the index's
     /// with the indexer held off, which only delays searches' catching up. A reader that
     /// still reads an older snapshot can keep part of a WAL; the next checkpoint gets it.
     pub(crate) fn checkpoint(&self) -> Result<()> {
         wal_checkpoint(&lock(&self.checkpointer), "main")?;
-        wal_checkpoint(&lock(&self.journal), "main")?;
+        wal_checkpoint(&lock(&self.journal.conn), "main")?;
         wal_checkpoint(&lock(&self.indexer).conn, "idx")?;
         Ok(())
     }
 
-    /// Commit `batch` durably after the chain head (blocking). The records then go to the
-    /// indexer's feed.
+    /// Append `batch` durably after the chain head (blocking): chain it, log it, sync the
+    /// log, hand it to the applier.
     pub(crate) fn append(&self, batch: Vec<NewRecord>, segment_max: u64) -> Result<AppendOutcome> {
-        let mut conn = lock(&self.journal);
-        let out = append_tx(&mut conn, &batch, segment_max)?;
-        // Still under the journal's lock, so the feed sees commits in order.
-        lock(&self.feed).push(seq_i64(out.first_seq), batch);
-        Ok(out)
+        let mut w = lock(&self.writer);
+        // The holder may be closing (a handle dropped a moment ago): give it a moment.
+        let give_up = Instant::now() + TAKEOVER_WAIT;
+        while matches!(*w, Writer::Standby) {
+            self.activate(&mut w)?;
+            if Instant::now() >= give_up {
+                break;
+            }
+            if matches!(*w, Writer::Standby) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let a = match &mut *w {
+            Writer::Active(a) => a,
+            Writer::Standby => {
+                return Err(ArchiveError::Backend(format!(
+                    "another process is appending to this archive (it holds the lock on {}); \
+                     appends go through it",
+                    commitlog::LOG_FILES[0]
+                )));
+            }
+            Writer::Failed(why) => {
+                return Err(ArchiveError::Backend(why.clone()));
+            }
+        };
+        if batch.is_empty() {
+            return Ok(AppendOutcome {
+                first_seq: a.head_seq + 1,
+                head_seq: a.head_seq,
+                head_hash: a.head_hash,
+            });
+        }
+        let (first_seq, prev) = (a.head_seq + 1, a.head_hash);
+        let hashes = chain(first_seq, &prev, &batch);
+        let durable = self.journal.durable.load(Ordering::Acquire);
+        match a.log.append(segment_max, first_seq, &prev, &batch, durable) {
+            Ok(()) => {}
+            Err(LogError::Write(e)) => {
+                return Err(ArchiveError::io(&self.dir.join(commitlog::LOG_FILES[0]), e));
+            }
+            Err(LogError::Sync(e)) => {
+                tracing::error!(error = %e, "archive commit log sync failed: appends stop");
+                *w = Writer::Failed(format!(
+                    "the archive's commit log could not be synced ({e}); appends are refused \
+                     until the archive is reopened"
+                ));
+                return Err(ArchiveError::io(&self.dir.join(commitlog::LOG_FILES[0]), e));
+            }
+        }
+        if a.log.wants_durable(durable) {
+            self.journal.want_sync.store(true, Ordering::Release);
+        }
+        let head_seq = first_seq + batch.len() as u64 - 1;
+        let head_hash = hashes.last().copied().unwrap_or(prev);
+        a.head_seq = head_seq;
+        a.head_hash = head_hash;
+        self.logged.store(head_seq, Ordering::Release);
+        let logged = Logged {
+            segment_max,
+            first_seq,
+            prev,
+            records: batch,
+            hashes,
+        };
+        if a.to_applier.as_ref().is_none_or(|tx| tx.send(logged).is_err()) {
+            // Durable in the log all the same; the next open applies it.
+            tracing::error!(first_seq, "archive applier is gone: the database falls behind the log");
+        }
+        Ok(AppendOutcome {
+            first_seq,
+            head_seq,
+            head_hash,
+        })
+    }
+
+    /// Whether this process appends (holds the commit log); a process on standby takes the
+    /// log over (applying what the database lacks) if its holder has gone.
+    pub(crate) fn try_activate(&self) -> Result<bool> {
+        if self.active.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let mut w = lock(&self.writer);
+        if matches!(*w, Writer::Standby) {
+            self.activate(&mut w)?;
+        }
+        Ok(!matches!(*w, Writer::Standby))
+    }
+
+    /// Whether this process holds the commit log.
+    pub(crate) fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// The newest seq in the commit log, read from its files (for a reader on standby).
+    pub(crate) fn log_newest_seq(&self) -> Result<u64> {
+        commitlog::newest_seq(&self.dir)
+            .map_err(|e| ArchiveError::io(&self.dir.join(commitlog::LOG_FILES[0]), e))
+    }
+
+    /// The newest seq this process logged (0 when it does not append).
+    pub(crate) fn logged(&self) -> u64 {
+        self.logged.load(Ordering::Acquire)
+    }
+
+    /// The newest seq the applier put into the database, as it changes.
+    pub(crate) fn applied(&self) -> watch::Receiver<u64> {
+        self.journal.applied.subscribe()
     }
 
     /// Index up to `max` committed records after the index head (blocking).
@@ -224,7 +458,7 @@ impl Direct {
         if indexed >= head {
             return Ok(progress(indexed, head));
         }
-        let fed = lock(&self.feed).take(indexed, head, max);
+        let fed = lock(&self.journal.feed).take(indexed, head, max);
         let (rows, through) = match fed {
             // The feed is contiguous: the rows cover everything up to the last one.
             Some(rows) if !rows.is_empty() => {
@@ -353,6 +587,186 @@ fn progress(indexed: i64, head: i64) -> IndexProgress {
     }
 }
 
+/// The chain hashes of `records` appended after `prev` with the first at `first_seq`.
+fn chain(first_seq: u64, prev: &[u8; 32], records: &[NewRecord]) -> Vec<[u8; 32]> {
+    let mut h = *prev;
+    (first_seq..)
+        .zip(records)
+        .map(|(seq, r)| {
+            h = hash::chain_hash(seq, &h, &Fields::of(r).digest());
+            h
+        })
+        .collect()
+}
+
+/// The database's chain head.
+fn db_head(conn: &Connection) -> Result<(u64, [u8; 32])> {
+    let head: Option<(i64, Vec<u8>)> = conn
+        .query_row("SELECT seq, hash FROM chain_head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    match head {
+        None => Ok((0, GENESIS)),
+        Some((seq, h)) => Ok((
+            seq_u64(seq),
+            hash::array(&h)
+                .ok_or_else(|| ArchiveError::Backend("chain head hash is not 32 bytes".into()))?,
+        )),
+    }
+}
+
+/// Put the logged batches the database lacks into it (the last commit synced), and return
+/// the chain head. Batches it already holds are skipped; a log that does not continue its
+/// chain (a truncated or replaced database) is refused: the inner error says why, and
+/// nothing was applied.
+fn replay(
+    conn: &mut Connection,
+    batches: Vec<commitlog::Batch>,
+    durable: bool,
+) -> Result<std::result::Result<(u64, [u8; 32]), String>> {
+    let (mut seq, mut head) = db_head(conn)?;
+    let mut todo = Vec::new();
+    for b in batches {
+        if b.last_seq() <= seq {
+            continue;
+        }
+        if b.first_seq != seq + 1 || b.prev != head {
+            return Ok(Err(format!(
+                "the commit log ({}) does not continue the archive database: it holds records \
+                 from seq {} on, the database ends at seq {seq}{}; appends are refused. Run \
+                 `rampart archive verify`, then restore the matching archive.db, or move the \
+                 log files away to go on from the database as it is",
+                commitlog::LOG_FILES.join(", "),
+                b.first_seq,
+                if b.first_seq == seq + 1 { " with another hash" } else { "" },
+            )));
+        }
+        let hashes = chain(b.first_seq, &b.prev, &b.records);
+        seq = b.last_seq();
+        head = hashes.last().copied().unwrap_or(head);
+        todo.push(Logged {
+            segment_max: b.segment_max,
+            first_seq: b.first_seq,
+            prev: b.prev,
+            records: b.records,
+            hashes,
+        });
+    }
+    if let Some(last) = todo.len().checked_sub(1) {
+        let n: usize = todo.iter().map(|b| b.records.len()).sum();
+        tracing::warn!(
+            records = n,
+            through_seq = seq,
+            "archive: applying records from the commit log that the database lacked \
+             (the last run ended before its applier caught up)"
+        );
+        for (i, b) in todo.iter().enumerate() {
+            commit_logged(conn, std::slice::from_ref(b), durable && i == last)?;
+        }
+    }
+    Ok(Ok((seq, head)))
+}
+
+/// One applier transaction over consecutive logged batches with the same segment size
+/// limit, synced if `sync`.
+fn commit_logged(conn: &mut Connection, batches: &[Logged], sync: bool) -> Result<AppendOutcome> {
+    let Some(first) = batches.first() else {
+        return Err(ArchiveError::Backend("nothing to apply".into()));
+    };
+    let records: Vec<&NewRecord> = batches.iter().flat_map(|b| &b.records).collect();
+    let hashes: Vec<[u8; 32]> = batches.iter().flat_map(|b| b.hashes.iter().copied()).collect();
+    if sync {
+        conn.pragma_update(None, "synchronous", "FULL")?;
+    }
+    let out = append_tx(
+        conn,
+        &records,
+        &hashes,
+        first.segment_max,
+        (first.first_seq, first.prev),
+    );
+    if sync {
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    out
+}
+
+/// The applier thread: gathers logged batches for [`APPLY_GATHER`], commits them to the
+/// database in one transaction (synced when the log asks or [`SYNC_EVERY`] passed), feeds
+/// the indexer, and publishes how far it got. A failed commit is retried every second: the
+/// records are safe in the log meanwhile, and readers wait (then fail) rather than miss
+/// them. Stops when the writer hangs up, after applying everything it sent.
+fn apply_loop(journal: &Journal, rx: &mpsc::Receiver<Logged>, durable: bool) {
+    let mut last_sync = Instant::now();
+    while let Ok(first) = rx.recv() {
+        let mut n = first.records.len();
+        let mut batches = vec![first];
+        let deadline = Instant::now() + APPLY_GATHER;
+        let mut closing = false;
+        while n < APPLY_MAX {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(b) => {
+                    n += b.records.len();
+                    batches.push(b);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    closing = true;
+                    break;
+                }
+            }
+        }
+        let sync = durable
+            && (closing
+                || journal.want_sync.swap(false, Ordering::AcqRel)
+                || last_sync.elapsed() >= SYNC_EVERY);
+        let mut failures = 0u32;
+        while let Err(e) = apply(journal, &mut batches, sync) {
+            failures += 1;
+            tracing::error!(error = %e, records = n, failures, "archive applier: commit failed; retrying");
+            if closing && failures >= 3 {
+                // They stay in the commit log; the next open applies them.
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        if sync {
+            last_sync = Instant::now();
+        }
+    }
+}
+
+/// Commit `batches` (runs of one segment size limit each), feed the indexer, publish.
+fn apply(journal: &Journal, batches: &mut Vec<Logged>, sync: bool) -> Result<()> {
+    let mut conn = lock(&journal.conn);
+    let mut start = 0;
+    let mut head = 0;
+    while start < batches.len() {
+        let seg_max = batches[start].segment_max;
+        let end = start
+            + batches[start..]
+                .iter()
+                .take_while(|b| b.segment_max == seg_max)
+                .count();
+        let last_run = end == batches.len();
+        head = commit_logged(&mut conn, &batches[start..end], sync && last_run)?.head_seq;
+        start = end;
+    }
+    // Still under the journal's lock, so the feed sees commits in order.
+    let mut feed = lock(&journal.feed);
+    for b in batches.drain(..) {
+        feed.push(seq_i64(b.first_seq), b.records);
+    }
+    drop(feed);
+    drop(conn);
+    if sync {
+        journal.durable.fetch_max(head, Ordering::AcqRel);
+    }
+    journal.applied.send_replace(head);
+    Ok(())
+}
+
 /// The open segment while appending.
 struct OpenSegment {
     id: i64,
@@ -387,12 +801,16 @@ type HeadRow = (
     Option<i64>,
 );
 
-/// One journal commit: `BEGIN IMMEDIATE`, the head and its open segment, the records, the
-/// segment and head bookkeeping, `COMMIT`. Dropping the transaction on error rolls it back.
+/// One journal commit: `BEGIN IMMEDIATE`, the head and its open segment, the records (with
+/// their chain hashes, computed by the log's writer), the segment and head bookkeeping,
+/// `COMMIT`. The batch must continue the stored chain: `after` is its first seq and the hash
+/// before it. Dropping the transaction on error rolls it back.
 fn append_tx(
     conn: &mut Connection,
-    batch: &[NewRecord],
+    batch: &[&NewRecord],
+    hashes: &[[u8; 32]],
     segment_max: u64,
+    after: (u64, [u8; 32]),
 ) -> Result<AppendOutcome> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let head: Option<HeadRow> = tx
@@ -430,10 +848,17 @@ fn append_tx(
             (seq_u64(seq), hash, seg)
         }
     };
+    if (seq + 1, prev) != after || hashes.len() != batch.len() {
+        return Err(ArchiveError::Backend(format!(
+            "the archive database's chain head (seq {seq}) does not precede the logged batch \
+             (from seq {})",
+            after.0
+        )));
+    }
     let first_seq = seq + 1;
     {
         let mut insert = tx.prepare_cached(INSERT_RECORD)?;
-        for rec in batch {
+        for (rec, h) in batch.iter().zip(hashes) {
             seq += 1;
             let day = rec.at_ms.div_euclid(DAY_MS);
             let start_new = match &seg {
@@ -463,7 +888,6 @@ fn append_tx(
                 s.dirty = true;
             }
             let f = Fields::of(rec);
-            let h = hash::chain_hash(seq, &prev, &f.digest());
             insert.execute(params![
                 seq_i64(seq),
                 f.at_ms,
@@ -482,7 +906,7 @@ fn append_tx(
                 &prev[..],
                 &h[..],
             ])?;
-            prev = h;
+            prev = *h;
         }
     }
     let seg_id = match &seg {

@@ -75,9 +75,16 @@ impl<'a> Fields<'a> {
     pub(crate) fn digest(&self) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(RECORD_DOMAIN);
-        h.update(self.at_ms.to_be_bytes());
+        self.encode(&mut h);
+        h.finalize().into()
+    }
+
+    /// The canonical encoding (the module docs, without the domain tag) into `out`: what
+    /// the digest hashes, and what the commit log stores.
+    pub(crate) fn encode(&self, out: &mut impl Sink) {
+        out.put(&self.at_ms.to_be_bytes());
         for s in [self.kind, self.direction, self.from, self.to] {
-            put_str(&mut h, s);
+            put_str(out, s);
         }
         for o in [
             self.remote_domain,
@@ -85,27 +92,43 @@ impl<'a> Fields<'a> {
             self.body,
             self.stanza_xml,
         ] {
-            put_opt(&mut h, o);
+            put_opt(out, o);
         }
-        put_str(&mut h, self.verdict);
+        put_str(out, self.verdict);
         for o in [self.verdict_rule, self.verdict_reason, self.meta_json] {
-            put_opt(&mut h, o);
+            put_opt(out, o);
         }
-        h.finalize().into()
     }
 }
 
-fn put_str(h: &mut Sha256, s: &str) {
-    h.update((s.len() as u64).to_be_bytes());
-    h.update(s.as_bytes());
+/// Where [`Fields::encode`] writes: a hash or a buffer.
+pub(crate) trait Sink {
+    fn put(&mut self, bytes: &[u8]);
 }
 
-fn put_opt(h: &mut Sha256, o: Option<&str>) {
+impl Sink for Sha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+fn put_str(out: &mut impl Sink, s: &str) {
+    out.put(&(s.len() as u64).to_be_bytes());
+    out.put(s.as_bytes());
+}
+
+fn put_opt(out: &mut impl Sink, o: Option<&str>) {
     match o {
-        None => h.update([0u8]),
+        None => out.put(&[0u8]),
         Some(s) => {
-            h.update([1u8]);
-            put_str(h, s);
+            out.put(&[1u8]);
+            put_str(out, s);
         }
     }
 }

@@ -1,7 +1,8 @@
-//! The embedded SQLite backend: `archive.db` in WAL mode with `synchronous = FULL`, so a
-//! committed batch survives a crash or power loss. Every writing transaction starts with
-//! `BEGIN IMMEDIATE` and reads the chain head inside it, so several processes may share the
-//! file (e.g. the server appending while the CLI applies retention).
+//! The embedded SQLite backend: `archive.db` in WAL mode, written through a commit log
+//! ([`crate::commitlog`]) whose synced frame is what makes a batch survive a crash or power
+//! loss. Every writing transaction starts with `BEGIN IMMEDIATE`, so several processes may
+//! share the file (e.g. the server appending while the CLI applies retention); one process
+//! at a time appends records (the one holding the commit log).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ use crate::types::{
 pub const DB_FILE: &str = "archive.db";
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A read waits at most this long for the applier to catch up with the commit log.
+const SETTLE_WAIT: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: u32 = 4;
 /// Default number of search results.
 const DEFAULT_LIMIT: u32 = 100;
@@ -228,6 +231,52 @@ impl SqliteBackend {
         tokio::task::spawn_blocking(move || f(&direct))
             .await
             .map_err(|e| ArchiveError::Backend(format!("{thread}: {e}")))?
+    }
+
+    /// Wait until the database holds every record this process has logged (the applier
+    /// runs a few milliseconds behind the commit log): reads see every append acknowledged
+    /// before they started.
+    async fn settle(&self) -> Result<()> {
+        if !self.direct.is_active() && !self.on_direct("archive reader", |d| d.try_activate()).await? {
+            return self.settle_beside_writer().await;
+        }
+        let target = self.direct.logged();
+        let mut applied = self.direct.applied();
+        match tokio::time::timeout(SETTLE_WAIT, applied.wait_for(|a| *a >= target)).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(ArchiveError::Backend(
+                "the archive database is behind its commit log (see the applier's errors in \
+                 the log)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// [`SqliteBackend::settle`] in a process that does not append (the CLI beside the
+    /// server): wait until the database holds what the commit log held when asked, taking
+    /// the log over if its writer goes away meanwhile.
+    async fn settle_beside_writer(&self) -> Result<()> {
+        let target = self.on_direct("archive reader", |d| d.log_newest_seq()).await?;
+        let give_up = tokio::time::Instant::now() + SETTLE_WAIT;
+        loop {
+            let (seq,): (i64,) =
+                sqlx::query_as("SELECT coalesce((SELECT seq FROM chain_head WHERE id = 1), 0)")
+                    .fetch_one(&self.pool)
+                    .await?;
+            if seq_u64(seq) >= target
+                || self.on_direct("archive reader", |d| d.try_activate()).await?
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(ArchiveError::Backend(
+                    "the archive database is behind its commit log, and the process writing it \
+                     does not catch up"
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// The connection pool (for tests and tools that inspect the file).
@@ -608,6 +657,7 @@ impl ArchiveBackend for SqliteBackend {
     }
 
     async fn index_pending(&self, max_records: u32) -> Result<IndexProgress> {
+        self.settle().await?;
         self.on_direct("archive indexer thread", move |d| d.index_pending(max_records)).await
     }
 
@@ -616,6 +666,7 @@ impl ArchiveBackend for SqliteBackend {
     }
 
     async fn head(&self) -> Result<(u64, [u8; 32])> {
+        self.settle().await?;
         let head: Option<(i64, Vec<u8>)> =
             sqlx::query_as("SELECT seq, hash FROM chain_head WHERE id = 1")
                 .fetch_optional(&self.pool)
@@ -696,6 +747,7 @@ impl ArchiveBackend for SqliteBackend {
     }
 
     async fn rows(&self, from_seq: u64, to_seq: u64, limit: u32) -> Result<Vec<StoredRow>> {
+        self.settle().await?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM records r WHERE r.seq >= ? AND r.seq <= ? ORDER BY r.seq LIMIT ?"
         )))
@@ -715,6 +767,7 @@ impl ArchiveBackend for SqliteBackend {
         q: &SearchQuery,
         seq_range: Option<(u64, u64)>,
     ) -> Result<Vec<StoredRow>> {
+        self.settle().await?;
         let mut conn = self.pool.acquire().await?;
         let mut range = seq_range;
         if q.since_ms.is_some() || q.until_ms.is_some() {
@@ -744,6 +797,7 @@ impl ArchiveBackend for SqliteBackend {
     }
 
     async fn mam(&self, owner: &str, q: &MamQuery) -> Result<(Vec<StoredRow>, MamPage)> {
+        self.settle().await?;
         let max = q.max.unwrap_or(MAM_DEFAULT_PAGE).min(MAM_MAX_PAGE);
         let mut tx = self.pool.begin().await?;
         let filter = mam_filter(owner, q);
@@ -834,6 +888,7 @@ impl ArchiveBackend for SqliteBackend {
     }
 
     async fn retention_candidates(&self, cutoff_ms: i64) -> Result<Vec<Segment>> {
+        self.settle().await?;
         let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT id, first_seq, last_seq, min_at_ms, max_at_ms FROM segments
              WHERE deleted = 0 AND max_at_ms < ?
@@ -856,6 +911,7 @@ impl ArchiveBackend for SqliteBackend {
     }
 
     async fn delete_segment(&self, seg: &Segment, t: &Tombstone) -> Result<()> {
+        self.settle().await?;
         let mut tx = self.begin_write().await?;
         let (first, last) = (seq_i64(seg.first_seq), seq_i64(seg.last_seq));
         let still: Option<(i64, i64)> =
