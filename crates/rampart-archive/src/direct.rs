@@ -737,33 +737,27 @@ fn apply_loop(journal: &Journal, rx: &mpsc::Receiver<Logged>, durable: bool) {
     }
 }
 
-/// Commit `batches` (runs of one segment size limit each), feed the indexer, publish.
+/// Commit `batches` (runs of one segment size limit each, in practice one run), feed the
+/// indexer and publish, run by run: after a failure, `batches` holds what is left.
 fn apply(journal: &Journal, batches: &mut Vec<Logged>, sync: bool) -> Result<()> {
-    let mut conn = lock(&journal.conn);
-    let mut start = 0;
-    let mut head = 0;
-    while start < batches.len() {
-        let seg_max = batches[start].segment_max;
-        let end = start
-            + batches[start..]
-                .iter()
-                .take_while(|b| b.segment_max == seg_max)
-                .count();
-        let last_run = end == batches.len();
-        head = commit_logged(&mut conn, &batches[start..end], sync && last_run)?.head_seq;
-        start = end;
+    while let Some(first) = batches.first() {
+        let seg_max = first.segment_max;
+        let n = batches.iter().take_while(|b| b.segment_max == seg_max).count();
+        let sync = sync && n == batches.len();
+        let mut conn = lock(&journal.conn);
+        let head = commit_logged(&mut conn, &batches[..n], sync)?.head_seq;
+        // Still under the journal's lock, so the feed sees commits in order.
+        let mut feed = lock(&journal.feed);
+        for b in batches.drain(..n) {
+            feed.push(seq_i64(b.first_seq), b.records);
+        }
+        drop(feed);
+        drop(conn);
+        if sync {
+            journal.durable.fetch_max(head, Ordering::AcqRel);
+        }
+        journal.applied.send_replace(head);
     }
-    // Still under the journal's lock, so the feed sees commits in order.
-    let mut feed = lock(&journal.feed);
-    for b in batches.drain(..) {
-        feed.push(seq_i64(b.first_seq), b.records);
-    }
-    drop(feed);
-    drop(conn);
-    if sync {
-        journal.durable.fetch_max(head, Ordering::AcqRel);
-    }
-    journal.applied.send_replace(head);
     Ok(())
 }
 

@@ -508,6 +508,9 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
         (Ok((head, _)), Ok(cps)) => head.saturating_sub(cps.last().map_or(0, |c| c.seq)),
         _ => 0,
     };
+    // The chain head after this writer's last commit (checkpoints sign it without waiting
+    // for the database to catch up with the commit log).
+    let mut head: Option<(u64, [u8; 32])> = None;
     let period = opts.checkpoint_interval.max(Duration::from_millis(10));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -518,7 +521,7 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
                 None => break,
             },
             _ = ticker.tick() => {
-                if since_cp > 0 && make_checkpoint(&inner).await.is_ok() {
+                if since_cp > 0 && make_checkpoint(&inner, head).await.is_ok() {
                     since_cp = 0;
                 }
                 continue;
@@ -561,6 +564,7 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
                 .await
             {
                 Ok(out) => {
+                    head = Some((out.head_seq, out.head_hash));
                     inner.commits.fetch_add(1, Ordering::Relaxed);
                     inner.committed_seq.fetch_max(out.head_seq, Ordering::AcqRel);
                     for (i, w) in waiters.into_iter().enumerate() {
@@ -579,7 +583,7 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
             }
         }
         if !cp_waiters.is_empty() || since_cp >= opts.checkpoint_every_records.max(1) {
-            let res = make_checkpoint(&inner).await;
+            let res = make_checkpoint(&inner, head).await;
             if res.is_ok() {
                 since_cp = 0;
             }
@@ -661,8 +665,13 @@ async fn wal_checkpointer(inner: std::sync::Weak<Inner>) {
     }
 }
 
-async fn make_checkpoint(inner: &Inner) -> Result<Checkpoint> {
-    let (seq, hash) = inner.backend.head().await?;
+/// Sign and store a checkpoint of `head` (this writer's last commit), or of the stored head
+/// if it has not committed.
+async fn make_checkpoint(inner: &Inner, head: Option<(u64, [u8; 32])>) -> Result<Checkpoint> {
+    let (seq, hash) = match head {
+        Some(h) => h,
+        None => inner.backend.head().await?,
+    };
     let cp = inner.signer.checkpoint(seq, hash, now_ms());
     inner.backend.insert_checkpoint(&cp).await?;
     Ok(cp)
