@@ -166,4 +166,9 @@ pub trait ArchiveBackend: Send + Sync + 'static {
     async fn meta(&self, key: &str) -> Result<Option<String>>;
     /// Set a metadata value if it is not set; returns the stored value.
     async fn meta_init(&self, key: &str, value: &str) -> Result<String>;
+    /// Why this handle refuses every append, if it does (e.g. its commit log does not
+    /// continue the database); reads still work.
+    fn appends_refused(&self) -> Option<String> {
+        None
+    }
 }

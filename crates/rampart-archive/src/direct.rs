@@ -409,6 +409,14 @@ impl Direct {
         Ok(!matches!(*w, Writer::Standby))
     }
 
+    /// Why appends are refused until the archive is reopened, if they are.
+    pub(crate) fn appends_refused(&self) -> Option<String> {
+        match &*lock(&self.writer) {
+            Writer::Failed(why) => Some(why.clone()),
+            Writer::Standby | Writer::Active(_) => None,
+        }
+    }
+
     /// Whether this process holds the commit log.
     pub(crate) fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)

@@ -251,6 +251,13 @@ impl Archive {
         self.inner.commits.load(Ordering::Relaxed)
     }
 
+    /// Why every append is refused until the archive is reopened, if it is: its commit log
+    /// does not continue the database, or could not be synced. Reads (and `verify`) still
+    /// work; a server should not start on such an archive.
+    pub fn appends_refused(&self) -> Option<String> {
+        self.inner.backend.appends_refused()
+    }
+
     /// The storage backend (read access for tools and tests).
     pub fn backend(&self) -> &dyn ArchiveBackend {
         &*self.inner.backend

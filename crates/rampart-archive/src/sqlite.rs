@@ -661,6 +661,10 @@ impl ArchiveBackend for SqliteBackend {
         self.on_direct("archive indexer thread", move |d| d.index_pending(max_records)).await
     }
 
+    fn appends_refused(&self) -> Option<String> {
+        self.direct.appends_refused()
+    }
+
     async fn wal_checkpoint(&self) -> Result<()> {
         self.on_direct("archive checkpoint thread", move |d| d.checkpoint()).await
     }

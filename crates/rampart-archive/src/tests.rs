@@ -1432,6 +1432,8 @@ async fn a_commit_log_that_does_not_continue_the_database_stops_appends_not_read
     }
     // Appends are refused; reading and verifying still work, to find out why.
     let c = Archive::open(dir.path(), opts()).await.unwrap();
+    let why = c.appends_refused().expect("appends are refused");
+    assert!(why.contains("does not continue the archive database"), "{why}");
     let err = c.append(msg(T0 + 20, "alice@x", "bob@x", "x")).await.unwrap_err();
     assert!(err.to_string().contains("does not continue the archive database"), "{err}");
     assert!(c.verify().await.unwrap().is_ok());

@@ -153,6 +153,11 @@ pub async fn open_archive(cfg: &Config) -> Result<Option<Arc<Archive>>> {
     }
     ensure_dir(&cfg.data_dir)?;
     let archive = Archive::open(&cfg.data_dir, archive_options(cfg)).await.context("opening the compliance archive")?;
+    // It would bounce every message: refuse to start instead (`rampart archive verify` still
+    // opens it, to find out why).
+    if let Some(why) = archive.appends_refused() {
+        anyhow::bail!("the compliance archive cannot take records: {why}");
+    }
     Ok(Some(Arc::new(archive)))
 }
 
