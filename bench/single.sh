@@ -8,6 +8,8 @@
 #   PERF=1 records 4 s of `perf record -g` of the server into $WORK/perf.data
 #   WORK=/tmp/rampart-single (kept after the run: server.log, perf.data)
 #   RAMPART_BIN=path: that server binary instead of building target/release/rampart (A/B runs)
+#   DUMP=file (flood, latency): every message's send time and latency, for
+#     bench/latency_clusters.py FILE (when in the run the slow ones fell)
 # Release build; prints the load generator's report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,8 +49,10 @@ if [ "${PERF:-}" = 1 ]; then
   perf_pid=$!
 fi
 case $wl in
-  flood) args=(flood --pairs "$PAIRS" --window "$WINDOW" --duration "$DURATION" --warmup 2 --drain 5) ;;
-  latency) args=(latency --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" --warmup 2) ;;
+  flood) args=(flood --pairs "$PAIRS" --window "$WINDOW" --duration "$DURATION" --warmup 2 --drain 5
+    ${DUMP:+--dump-latencies "$DUMP"}) ;;
+  latency) args=(latency --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" --warmup 2
+    ${DUMP:+--dump-latencies "$DUMP"}) ;;
   idle) args=(idle --connections "$IDLE" --settle 5 --hold 5 --login-concurrency 16) ;;
   *) echo "unknown workload $wl" >&2; exit 2 ;;
 esac

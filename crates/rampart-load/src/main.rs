@@ -156,6 +156,11 @@ struct PairArgs {
     /// Body length in bytes (the timestamp is padded to it).
     #[arg(long, default_value_t = 64)]
     body: usize,
+    /// Write every measured message's send time and latency to this file, one
+    /// "SENT_NS LATENCY_NS" line each, in send order (for when in the run the slow ones fell:
+    /// bench/latency_clusters.py).
+    #[arg(long)]
+    dump_latencies: Option<PathBuf>,
 }
 
 impl PairArgs {
@@ -167,6 +172,7 @@ impl PairArgs {
             drain: secs(self.drain),
             body_len: self.body,
             offered,
+            dump_latencies: self.dump_latencies.clone(),
         }
     }
 }

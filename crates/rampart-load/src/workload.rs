@@ -167,6 +167,8 @@ struct Shared {
     delivered: AtomicU64,
     /// Only messages sent at or after this instant (now_ns) enter the latency histogram.
     measure_from_ns: AtomicU64,
+    /// Keep every measured message's (send time, latency) too (`--dump-latencies`).
+    keep_samples: bool,
 }
 
 /// Per pair: what the receiver got, so the sender can keep a bounded window in flight.
@@ -180,6 +182,8 @@ struct PairState {
 #[derive(Default)]
 struct ReaderOut {
     latency: Latency,
+    /// (send time, latency) in ns of each measured message, if `Shared::keep_samples`.
+    samples: Vec<(u64, u64)>,
     received: u64,
     /// Stamped bodies from another run (offline messages from an earlier run).
     stale: u64,
@@ -233,6 +237,9 @@ async fn read_loop(
                             let now = now_ns();
                             if st.sent_ns >= shared.measure_from_ns.load(Ordering::Relaxed) {
                                 out.latency.record_ns(now.saturating_sub(st.sent_ns));
+                                if shared.keep_samples {
+                                    out.samples.push((st.sent_ns, now.saturating_sub(st.sent_ns)));
+                                }
                             }
                             out.received += 1;
                             shared.delivered.fetch_add(1, Ordering::Relaxed);
@@ -303,6 +310,7 @@ async fn close_all(lives: Vec<Live>, stop: watch::Sender<bool>, timeout: Duratio
     for r in readers {
         if let Ok(o) = r.await {
             all.latency.merge(&o.latency);
+            all.samples.extend_from_slice(&o.samples);
             all.received += o.received;
             all.stale += o.stale;
             all.errors.merge(&o.errors);
@@ -331,6 +339,8 @@ pub struct PairsOpts {
     pub drain: Duration,
     pub body_len: usize,
     pub offered: Offered,
+    /// Where to write every measured message's (send time, latency), if anywhere.
+    pub dump_latencies: Option<std::path::PathBuf>,
 }
 
 struct SenderOut {
@@ -413,6 +423,17 @@ async fn sender(mut w: WriteHalf<Tls>, cfg: SenderCfg) -> (WriteHalf<Tls>, Sende
     (w, out)
 }
 
+/// `--dump-latencies`' file: "SENT_NS LATENCY_NS" lines in send order.
+fn samples_text(samples: &mut [(u64, u64)]) -> String {
+    samples.sort_unstable();
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(samples.len() * 24);
+    for (sent, latency) in samples.iter() {
+        let _ = writeln!(out, "{sent} {latency}");
+    }
+    out
+}
+
 /// `flood` and `latency`: M sender→receiver pairs on 2M connections.
 pub async fn pairs(env: &Env, o: &PairsOpts) -> Report {
     let name = match o.offered {
@@ -435,6 +456,7 @@ pub async fn pairs(env: &Env, o: &PairsOpts) -> Report {
     let shared = Arc::new(Shared {
         run: env.run,
         measure_from_ns: AtomicU64::new(u64::MAX),
+        keep_samples: o.dump_latencies.is_some(),
         ..Shared::default()
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -538,8 +560,13 @@ pub async fn pairs(env: &Env, o: &PairsOpts) -> Report {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivered_total = shared.delivered.load(Ordering::Relaxed);
-    let seen = close_all(lives, stop_tx, env.target.timeout).await;
+    let mut seen = close_all(lives, stop_tx, env.target.timeout).await;
     errors.merge(&seen.errors);
+    if let Some(path) = &o.dump_latencies
+        && let Err(e) = std::fs::write(path, samples_text(&mut seen.samples))
+    {
+        errors.add(format!("--dump-latencies {}: {e}", path.display()));
+    }
     let missing = sent.saturating_sub(delivered_total);
     errors.add_n("missing messages", missing);
 
@@ -828,4 +855,16 @@ pub async fn register(env: &Env) -> Report {
     r.field("existed", J::Int(existed));
     r.errors(&errors);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dumped_samples_are_in_send_order() {
+        let mut samples = vec![(30, 5), (10, 7_000_000), (20, 9)];
+        assert_eq!(samples_text(&mut samples), "10 7000000\n20 9\n30 5\n");
+        assert_eq!(samples_text(&mut []), "");
+    }
 }
