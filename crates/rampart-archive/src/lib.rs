@@ -10,8 +10,8 @@
 //! database lacks into it. Concurrent appends are group-committed: one writer task takes
 //! every append queued while its previous commit ran (optionally waiting
 //! [`ArchiveOptions::group_commit_window`], zero by default) into one frame, and each caller
-//! awaits that commit. The database (`archive.db`) receives the logged batches a few
-//! milliseconds later, from an applier thread, and every read waits for it first. One
+//! awaits that commit. The database (`archive.db`) receives the logged batches up to
+//! about 25 ms later, from an applier thread, and every read waits for it first. One
 //! process at a time appends (the one holding the log's lock); others read. Client hints
 //! (XEP-0334 `no-store`) are not consulted here.
 //!

@@ -234,7 +234,7 @@ impl SqliteBackend {
     }
 
     /// Wait until the database holds every record this process has logged (the applier
-    /// runs a few milliseconds behind the commit log): reads see every append acknowledged
+    /// runs up to about 25 ms behind the commit log): reads see every append acknowledged
     /// before they started.
     async fn settle(&self) -> Result<()> {
         if !self.direct.is_active() && !self.on_direct("archive reader", |d| d.try_activate()).await? {
