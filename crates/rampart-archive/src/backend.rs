@@ -118,11 +118,10 @@ pub struct IndexProgress {
 pub trait ArchiveBackend: Send + Sync + 'static {
     /// Append `batch` in one transaction, chaining from the stored head, assigning segments
     /// (new one at a later UTC day than the open segment's, or after `segment_max_records`).
-    async fn append_batch(
-        &self,
-        batch: Vec<NewRecord>,
-        segment_max_records: u64,
-    ) -> Result<AppendOutcome>;
+    ///
+    /// Blocking: the archive calls it on its own commit thread, never on an async runtime's
+    /// worker, so that a commit costs no hand-off to a blocking pool and back.
+    fn append_batch(&self, batch: Vec<NewRecord>, segment_max_records: u64) -> Result<AppendOutcome>;
     /// Add up to `max_records` of the records after the index head to the search indexes
     /// (MAM's and search's account index, the full-text index), in one transaction that also
     /// advances the index head. `append_batch` does not index: keeping the durable commit to

@@ -37,7 +37,7 @@ pub enum ArchiveError {
     /// An export directory or file failed verification ([`crate::verify_export`]).
     #[error("export verification failed: {0}")]
     ExportInvalid(String),
-    /// The archive's writer task is gone (the archive was closed).
+    /// The archive's commit thread is gone (the archive was closed).
     #[error("archive is closed")]
     Closed,
 }

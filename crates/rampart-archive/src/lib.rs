@@ -7,10 +7,10 @@
 //! delivers. `append` returns only once the record is on disk: its group commit's frame is
 //! written to the commit log and synced (`fdatasync`; see [`commitlog`]), so a delivered
 //! stanza is in the archive after a crash or power loss, and the next open puts whatever the
-//! database lacks into it. Concurrent appends are group-committed: one writer task takes
-//! every append queued while its previous commit ran (optionally waiting
-//! [`ArchiveOptions::group_commit_window`], zero by default) into one frame, and each caller
-//! awaits that commit. The database (`archive.db`) receives the logged batches up to
+//! database lacks into it. Concurrent appends are group-committed: one commit thread takes
+//! every append queued while its previous commit ran into one frame, and each caller awaits
+//! that commit (the thread wakes the callers' tasks itself: no hand-off through the async
+//! runtime's workers or its blocking pool on the way). The database (`archive.db`) receives the logged batches up to
 //! about 25 ms later, from an applier thread, and every read waits for it first. One
 //! process at a time appends (the one holding the log's lock); others read. Client hints
 //! (XEP-0334 `no-store`) are not consulted here.
@@ -130,7 +130,7 @@ pub use crate::types::*;
 
 use crate::keys::Signer;
 
-/// Queue depth in front of the writer task.
+/// Queue depth in front of the commit thread.
 const QUEUE: usize = 16_384;
 /// The indexer gathers appends this long before indexing them, unless a query waits
 /// (queries always wait for the indexes to catch up, so they never see less).
@@ -147,6 +147,8 @@ const META_PUBLIC_KEY: &str = "signing_public_key";
 enum Cmd {
     Append(Box<NewRecord>, oneshot::Sender<Result<u64>>),
     Checkpoint(oneshot::Sender<Result<Checkpoint>>),
+    /// [`ArchiveOptions::checkpoint_interval`] passed (from [`checkpoint_ticker`]).
+    Tick,
 }
 
 struct Inner {
@@ -172,7 +174,7 @@ struct Inner {
 
 /// The compliance archive. `Send + Sync`; share it in an [`Arc`].
 ///
-/// Dropping the last handle stops the writer task after it drains the queue.
+/// Dropping the last handle stops the commit thread after it drains the queue.
 pub struct Archive {
     inner: Arc<Inner>,
     tx: mpsc::Sender<Cmd>,
@@ -233,8 +235,18 @@ impl Archive {
             index_now: Notify::new(),
             closing: AtomicBool::new(false),
         });
+        // Records appended since the last checkpoint (approximate across processes).
+        let since_cp = match (inner.backend.head().await, inner.backend.checkpoints().await) {
+            (Ok((head, _)), Ok(cps)) => head.saturating_sub(cps.last().map_or(0, |c| c.seq)),
+            _ => 0,
+        };
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(inner.clone(), rx));
+        let (w, rt) = (inner.clone(), tokio::runtime::Handle::current());
+        std::thread::Builder::new()
+            .name("rampart-archive-commit".into())
+            .spawn(move || writer(&w, rx, since_cp, &rt))
+            .map_err(|e| ArchiveError::Backend(format!("starting the archive commit thread: {e}")))?;
+        tokio::spawn(checkpoint_ticker(tx.downgrade(), inner.opts.checkpoint_interval));
         tokio::spawn(indexer(inner.clone()));
         tokio::spawn(wal_checkpointer(Arc::downgrade(&inner)));
         Ok(Archive { inner, tx })
@@ -503,57 +515,32 @@ impl Pending {
     }
 }
 
-/// The writer task: group commit, then (off the commit) the search indexes and checkpoints.
-async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
-    let opts = inner.opts.clone();
+/// The commit thread: group commit, and checkpoints between commits. Runs until every
+/// [`Archive`] handle is gone and the queue is drained.
+///
+/// A thread rather than a task: a commit blocks (the commit log's sync), and on a task it
+/// went to the blocking pool and back, two more thread hand-offs per commit on top of the
+/// task's own waits for a free runtime worker. Here a caller's queued append wakes this
+/// thread, which commits and wakes the caller. Checkpoints (rare, and async in the backend)
+/// run on the runtime through `rt`.
+fn writer(inner: &Inner, mut rx: mpsc::Receiver<Cmd>, mut since_cp: u64, rt: &tokio::runtime::Handle) {
+    let opts = &inner.opts;
     let max_batch = opts.max_batch.max(1);
-    // Records appended since the last checkpoint (approximate across processes).
-    let mut since_cp: u64 = match (
-        inner.backend.head().await,
-        inner.backend.checkpoints().await,
-    ) {
-        (Ok((head, _)), Ok(cps)) => head.saturating_sub(cps.last().map_or(0, |c| c.seq)),
-        _ => 0,
-    };
-    // The chain head after this writer's last commit (checkpoints sign it without waiting
+    // The chain head after this thread's last commit (checkpoints sign it without waiting
     // for the database to catch up with the commit log).
     let mut head: Option<(u64, [u8; 32])> = None;
-    let period = opts.checkpoint_interval.max(Duration::from_millis(10));
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let first = tokio::select! {
-            cmd = rx.recv() => match cmd {
-                Some(cmd) => cmd,
-                None => break,
-            },
-            _ = ticker.tick() => {
-                if since_cp > 0 && make_checkpoint(&inner, head).await.is_ok() {
-                    since_cp = 0;
-                }
-                continue;
-            }
-        };
+    while let Some(first) = rx.blocking_recv() {
         let mut cmds = vec![first];
-        if opts.group_commit_window.is_zero() {
-            while cmds.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(c) => cmds.push(c),
-                    Err(_) => break,
-                }
-            }
-        } else {
-            let deadline = tokio::time::Instant::now() + opts.group_commit_window;
-            while cmds.len() < max_batch {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(c)) => cmds.push(c),
-                    Ok(None) | Err(_) => break,
-                }
+        while cmds.len() < max_batch {
+            match rx.try_recv() {
+                Ok(c) => cmds.push(c),
+                Err(_) => break,
             }
         }
         let mut records = Vec::with_capacity(cmds.len());
         let mut waiters = Vec::with_capacity(cmds.len());
         let mut cp_waiters = Vec::new();
+        let mut tick = false;
         for c in cmds {
             match c {
                 Cmd::Append(r, w) => {
@@ -561,15 +548,18 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
                     waiters.push(w);
                 }
                 Cmd::Checkpoint(w) => cp_waiters.push(w),
+                Cmd::Tick => tick = true,
             }
         }
         let n = records.len() as u64;
         if n > 0 {
-            match inner
-                .backend
-                .append_batch(records, opts.segment_max_records.max(1))
-                .await
-            {
+            let seg_max = opts.segment_max_records.max(1);
+            // A panicking backend fails this batch, like any other error, not the archive.
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                inner.backend.append_batch(records, seg_max)
+            }))
+            .unwrap_or_else(|_| Err(ArchiveError::Backend("the archive append panicked".into())));
+            match res {
                 Ok(out) => {
                     head = Some((out.head_seq, out.head_hash));
                     inner.commits.fetch_add(1, Ordering::Relaxed);
@@ -589,29 +579,49 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
                 }
             }
         }
-        if !cp_waiters.is_empty() || since_cp >= opts.checkpoint_every_records.max(1) {
-            let res = make_checkpoint(&inner, head).await;
-            if res.is_ok() {
+        let due = !cp_waiters.is_empty()
+            || since_cp >= opts.checkpoint_every_records.max(1)
+            || (tick && since_cp > 0);
+        if !due {
+            continue;
+        }
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(make_checkpoint(inner, head))
+        }))
+        .unwrap_or_else(|_| Err(ArchiveError::Backend("the archive checkpoint panicked".into())));
+        match res {
+            Ok(cp) => {
                 since_cp = 0;
-            }
-            match res {
-                Ok(cp) => {
-                    for w in cp_waiters {
-                        let _ = w.send(Ok(cp.clone()));
-                    }
+                for w in cp_waiters {
+                    let _ = w.send(Ok(cp.clone()));
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "archive checkpoint failed");
-                    let msg = e.to_string();
-                    for w in cp_waiters {
-                        let _ = w.send(Err(ArchiveError::Backend(msg.clone())));
-                    }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "archive checkpoint failed");
+                let msg = e.to_string();
+                for w in cp_waiters {
+                    let _ = w.send(Err(ArchiveError::Backend(msg.clone())));
                 }
             }
         }
     }
     inner.closing.store(true, Ordering::Release);
     inner.index_work.notify_one();
+}
+
+/// Queue a [`Cmd::Tick`] every `period` (at least 10 ms) for as long as the archive is open
+/// (it holds no sender of its own: the queue closes with the last handle).
+async fn checkpoint_ticker(tx: mpsc::WeakSender<Cmd>, period: Duration) {
+    let period = period.max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(tx) = tx.upgrade() else { return };
+        if tx.send(Cmd::Tick).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The indexer task: brings the search indexes up to the journal, [`INDEX_DELAY`] after

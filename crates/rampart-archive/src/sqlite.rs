@@ -648,12 +648,8 @@ fn parse_rsm_id(id: &str) -> Result<u64> {
 
 #[async_trait]
 impl ArchiveBackend for SqliteBackend {
-    async fn append_batch(
-        &self,
-        batch: Vec<NewRecord>,
-        segment_max_records: u64,
-    ) -> Result<AppendOutcome> {
-        self.on_direct("archive writer thread", move |d| d.append(batch, segment_max_records)).await
+    fn append_batch(&self, batch: Vec<NewRecord>, segment_max_records: u64) -> Result<AppendOutcome> {
+        self.direct.append(batch, segment_max_records)
     }
 
     async fn index_pending(&self, max_records: u32) -> Result<IndexProgress> {
@@ -1194,9 +1190,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_indexing_pass_leaves_no_jid_ids_behind() {
         let b = SqliteBackend::open_in_memory().await.expect("open");
-        b.append_batch(vec![rec("a@x/r", "b@x")], 1000)
-            .await
-            .expect("append");
+        b.append_batch(vec![rec("a@x/r", "b@x")], 1000).expect("append");
         b.index_pending(100).await.expect("index");
         sqlx::raw_sql(
             "CREATE TRIGGER idx.refuse BEFORE INSERT ON parties
@@ -1205,9 +1199,7 @@ mod tests {
         .execute(b.pool())
         .await
         .expect("trigger");
-        b.append_batch(vec![rec("carol@x/r", "dave@x")], 1000)
-            .await
-            .expect("append");
+        b.append_batch(vec![rec("carol@x/r", "dave@x")], 1000).expect("append");
         assert!(b.index_pending(100).await.is_err());
         // The ids that pass gave carol and dave were rolled back; others take them now.
         sqlx::raw_sql(
@@ -1223,9 +1215,7 @@ mod tests {
         assert_eq!(by_account(&b, "dave@x").await, [2]);
         assert!(by_account(&b, "zed@x").await.is_empty());
         // Cached ids of the first pass still serve the next.
-        b.append_batch(vec![rec("b@x/r", "a@x")], 1000)
-            .await
-            .expect("append");
+        b.append_batch(vec![rec("b@x/r", "a@x")], 1000).expect("append");
         b.index_pending(100).await.expect("index");
         assert_eq!(by_account(&b, "a@x").await, [3, 1]);
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM idx.jids")
@@ -1250,12 +1240,12 @@ mod tests {
             .join("archive.db-wal");
         let writer = {
             let b = b.clone();
-            tokio::spawn(async move {
+            tokio::task::spawn_blocking(move || {
                 for i in 0..2000 {
                     let batch = (0..8)
                         .map(|j| rec(&format!("u{i}@x/r"), &format!("v{j}@x")))
                         .collect();
-                    b.append_batch(batch, 1000).await.expect("append");
+                    b.append_batch(batch, 1000).expect("append");
                 }
             })
         };

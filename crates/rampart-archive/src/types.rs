@@ -438,9 +438,6 @@ pub struct ArchiveOptions {
     /// A segment (the unit of retention) ends at a UTC day boundary or after this many
     /// records, whichever comes first.
     pub segment_max_records: u64,
-    /// How long the writer waits after the first queued append to gather a batch.
-    /// Zero: take only what is already queued.
-    pub group_commit_window: Duration,
     /// Most appends in one transaction.
     pub max_batch: usize,
 }
@@ -451,7 +448,6 @@ impl Default for ArchiveOptions {
             checkpoint_every_records: 10_000,
             checkpoint_interval: Duration::from_secs(300),
             segment_max_records: 100_000,
-            group_commit_window: Duration::ZERO,
             max_batch: 2048,
         }
     }
