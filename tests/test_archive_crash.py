@@ -8,19 +8,26 @@ message B received (matched by its body id) is in the archive with a
 is archived twice or that A never sent; `archive verify` passes over the
 recovered file, `archive.db` also opens read-only with Python's sqlite3 and
 agrees; the restarted server keeps appending to the same chain.
+
+Also: a clean stop leaves archive.db complete on its own; a commit log that
+does not continue the archive database (here, another server's log files
+copied over) stops the server from starting, with the
+reason; `archive verify` still runs on the database; with the log files moved
+away, as the message says, the server starts and continues the database's chain.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import signal
 import sqlite3
 import time
 from pathlib import Path
 
 from rampart_harness import (
-    RampartServer, archive_search, archive_verdict, archive_verify, deliver_messages,
+    RampartServer, ServerDied, archive_search, archive_verdict, archive_verify, deliver_messages,
     make_client, stanza_id_of,
 )
 
@@ -101,3 +108,59 @@ async def test_sigkill_mid_flood_loses_nothing_delivered():
         a.kill()
         b.kill()
         srv.stop()
+
+
+LOG_FILES = ("archive-commit.0.log", "archive-commit.1.log")
+
+
+async def test_a_commit_log_that_does_not_continue_the_database_stops_the_start():
+    here = RampartServer(WORK / "log-here")
+    other = RampartServer(WORK / "log-other")
+    tag = "l" + secrets.token_hex(4)
+    try:
+        here.start()
+        alice, bob = here.add_user("alice"), here.add_user("bob")
+        await deliver_messages(here, alice, bob, [f"{tag} here {i}" for i in range(2)])
+        here.stop()
+        other.start()
+        carol, dave = other.add_user("carol"), other.add_user("dave")
+        # more records than `here` holds, so the foreign log reaches past its head
+        await deliver_messages(other, carol, dave, [f"{tag} other {i}" for i in range(12)])
+        other.stop()
+        # a clean stop leaves the database complete on its own (the applier drained)
+        for srv, n in ((here, 2), (other, 12)):
+            con = sqlite3.connect(f"file:{srv.data_dir / 'archive.db'}?mode=ro", uri=True)
+            try:
+                got = con.execute("SELECT count(*) FROM records WHERE kind = 'message' "
+                                  "AND body LIKE ?", (tag + " %",)).fetchone()[0]
+            finally:
+                con.close()
+            assert got == n, f"archive.db holds {got} of {n} messages after a clean stop"
+        for name in LOG_FILES:
+            shutil.copyfile(other.data_dir / name, here.data_dir / name)
+
+        try:
+            here.start()
+        except ServerDied as e:
+            refusal = str(e)
+        else:
+            raise AssertionError("the server started on a commit log from another archive")
+        assert "the compliance archive cannot take records" in refusal, refusal
+        assert "does not continue the archive database" in refusal, refusal
+
+        # the database itself is intact and can be checked
+        r = archive_verify(here)
+        assert r.returncode == 0 and r.stdout.startswith("ok:"), (r.stdout, r.stderr)
+
+        # moving the log away (what the refusal says to do) lets the server go on
+        for name in LOG_FILES:
+            (here.data_dir / name).rename(here.workdir / name)
+        here.start()
+        await deliver_messages(here, alice, bob, [f"{tag} here after"])
+        bodies = sorted(r_["body"] for r_ in archive_search(here, tag))
+        assert bodies == sorted([f"{tag} here 0", f"{tag} here 1", f"{tag} here after"]), bodies
+        r = archive_verify(here)
+        assert r.returncode == 0 and r.stdout.startswith("ok:"), (r.stdout, r.stderr)
+    finally:
+        here.stop()
+        other.stop()

@@ -165,6 +165,11 @@ pub trait ArchiveBackend: Send + Sync + 'static {
     async fn meta(&self, key: &str) -> Result<Option<String>>;
     /// Set a metadata value if it is not set; returns the stored value.
     async fn meta_init(&self, key: &str, value: &str) -> Result<String>;
+    /// No more appends will come (the archive's last handle is gone): whatever an append
+    /// returned but the store still holds aside (a log ahead of its database) goes where
+    /// readers of the store alone find it, before this returns. Blocking; called once, on
+    /// the commit thread.
+    fn close_appends(&self) {}
     /// Why this handle refuses every append, if it does (e.g. its commit log does not
     /// continue the database); reads still work.
     fn appends_refused(&self) -> Option<String> {

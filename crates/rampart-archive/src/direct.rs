@@ -169,8 +169,8 @@ enum Writer {
     /// Another process holds the commit log; this one may take over at its next append.
     Standby,
     Active(Active),
-    /// Nothing is appended until the archive is reopened: a sync of the commit log failed, or
-    /// the log does not continue the database. Says why.
+    /// Nothing is appended until the archive is reopened: a sync of the commit log failed,
+    /// the log does not continue the database, or the archive was closed. Says why.
     Failed(String),
 }
 
@@ -394,6 +394,16 @@ impl Direct {
             head_seq,
             head_hash,
         })
+    }
+
+    /// Stop appending for good (blocking): the applier puts everything logged into the
+    /// database, then the log and its lock close. Reads go on.
+    pub(crate) fn close_appends(&self) {
+        let mut w = lock(&self.writer);
+        if matches!(*w, Writer::Active(_)) {
+            // Dropping the `Active` drains and joins the applier.
+            *w = Writer::Failed("the archive is closed".into());
+        }
     }
 
     /// Whether this process appends (holds the commit log); a process on standby takes the

@@ -178,6 +178,21 @@ struct Inner {
 pub struct Archive {
     inner: Arc<Inner>,
     tx: mpsc::Sender<Cmd>,
+    commit_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Archive {
+    /// Close the queue and wait for the commit thread: it commits what is queued, then has
+    /// the backend put everything logged into the database
+    /// ([`ArchiveBackend::close_appends`]). A clean shutdown thus leaves the database complete
+    /// on its own (the process may exit right after, which would stop the thread mid-way).
+    /// Blocks for up to about one applier gathering (25 ms) plus the last commits.
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.tx, mpsc::channel(1).0));
+        if let Some(t) = self.commit_thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Archive {
@@ -242,14 +257,18 @@ impl Archive {
         };
         let (tx, rx) = mpsc::channel(QUEUE);
         let (w, rt) = (inner.clone(), tokio::runtime::Handle::current());
-        std::thread::Builder::new()
+        let commit_thread = std::thread::Builder::new()
             .name("rampart-archive-commit".into())
             .spawn(move || writer(&w, rx, since_cp, &rt))
             .map_err(|e| ArchiveError::Backend(format!("starting the archive commit thread: {e}")))?;
         tokio::spawn(checkpoint_ticker(tx.downgrade(), inner.opts.checkpoint_interval));
         tokio::spawn(indexer(inner.clone()));
         tokio::spawn(wal_checkpointer(Arc::downgrade(&inner)));
-        Ok(Archive { inner, tx })
+        Ok(Archive {
+            inner,
+            tx,
+            commit_thread: Some(commit_thread),
+        })
     }
 
     /// The Ed25519 public key that signs checkpoints and tombstones.
@@ -605,12 +624,18 @@ fn writer(inner: &Inner, mut rx: mpsc::Receiver<Cmd>, mut since_cp: u64, rt: &to
             }
         }
     }
+    // The last handle is gone: put what is logged into the database before it returns.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.backend.close_appends())).is_err() {
+        tracing::error!("closing the archive's appends panicked");
+    }
     inner.closing.store(true, Ordering::Release);
     inner.index_work.notify_one();
 }
 
-/// Queue a [`Cmd::Tick`] every `period` (at least 10 ms) for as long as the archive is open
-/// (it holds no sender of its own: the queue closes with the last handle).
+/// Queue a [`Cmd::Tick`] every `period` (at least 10 ms) for as long as the archive is open.
+/// It holds no sender of its own, and never one across an await, so the queue closes with the
+/// last handle. A full queue skips the tick: the thread is busy, and checks the record count
+/// after every commit anyway.
 async fn checkpoint_ticker(tx: mpsc::WeakSender<Cmd>, period: Duration) {
     let period = period.max(Duration::from_millis(10));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -618,7 +643,7 @@ async fn checkpoint_ticker(tx: mpsc::WeakSender<Cmd>, period: Duration) {
     loop {
         ticker.tick().await;
         let Some(tx) = tx.upgrade() else { return };
-        if tx.send(Cmd::Tick).await.is_err() {
+        if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Cmd::Tick) {
             return;
         }
     }

@@ -652,6 +652,10 @@ impl ArchiveBackend for SqliteBackend {
         self.direct.append(batch, segment_max_records)
     }
 
+    fn close_appends(&self) {
+        self.direct.close_appends();
+    }
+
     async fn index_pending(&self, max_records: u32) -> Result<IndexProgress> {
         self.settle().await?;
         self.on_direct("archive indexer thread", move |d| d.index_pending(max_records)).await

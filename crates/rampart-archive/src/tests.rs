@@ -82,6 +82,34 @@ async fn settled(a: &Archive) {
     a.backend().head().await.unwrap();
 }
 
+/// Dropping the archive (a clean shutdown) waits for the commit thread and the applier: the
+/// database alone then holds every record, right away, without the commit log.
+#[tokio::test]
+async fn dropping_the_archive_leaves_the_database_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Archive::open(dir.path(), opts()).await.unwrap();
+    for i in 0..5 {
+        a.enqueue(msg(T0 + i, "alice@x/phone", "bob@x", &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let last = a
+        .append(msg(T0 + 5, "alice@x/phone", "bob@x", "m5"))
+        .await
+        .unwrap();
+    assert_eq!(last, 6);
+    drop(a);
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let (n, head): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM records), (SELECT seq FROM chain_head)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((n, head), (6, 6));
+}
+
 #[tokio::test]
 async fn append_search_verify_round_trip() {
     let a = Archive::open_in_memory_for_tests(opts()).await.unwrap();
