@@ -10,8 +10,9 @@
 //! database lacks into it. Concurrent appends are group-committed: one commit thread takes
 //! every append queued while its previous commit ran into one frame, and each caller awaits
 //! that commit (the thread wakes the callers' tasks itself: no hand-off through the async
-//! runtime's workers or its blocking pool on the way). The database (`archive.db`) receives the logged batches up to
-//! about 25 ms later, from an applier thread, and every read waits for it first. One
+//! runtime's workers or its blocking pool on the way). The database (`archive.db`) receives
+//! the logged batches up to about 25 ms later, from an applier thread, and every read waits
+//! for it first; dropping the last handle waits until it has them all. One
 //! process at a time appends (the one holding the log's lock); others read. Client hints
 //! (XEP-0334 `no-store`) are not consulted here.
 //!
