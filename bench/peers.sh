@@ -17,6 +17,9 @@
 #   ROUNDS=1           run every workload on every server this many times, the servers taking
 #                      turns within each round (this VM's speed drifts); the table shows
 #                      each metric's median over the rounds
+#   EJABBERD_MAM=1     also run "ejabberd-mam": ejabberd with its message archive on (mod_mam,
+#                      every message, its default Mnesia store), for comparison with Rampart's
+#                      archive; shown beside the peers, not counted as one for the targets
 #   RAMPART_VARIANTS="name=/path/snippet.toml ..."  extra Rampart runs with a TOML snippet
 #                      appended to its config (start the snippet with a [table] header),
 #                      e.g. threat defense or archive on/off; each shows as rampart-NAME.
@@ -39,6 +42,7 @@ USERS=${USERS:-200}
 WORKLOADS=${WORKLOADS:-"flood latency idle logins"}
 ROUNDS=${ROUNDS:-1}
 RAMPART_VARIANTS=${RAMPART_VARIANTS:-}
+EJABBERD_MAM=${EJABBERD_MAM:-}
 BENCH=${BENCH:-/tmp/rampart-bench}
 DOMAIN=example.test
 NOFILE=$(ulimit -Hn)  # raising the hard limit needs CAP_SYS_RESOURCE, which containers may lack
@@ -125,13 +129,22 @@ prosody_stop() {
 }
 
 # ---- ejabberd --------------------------------------------------------------------------
-ED=$BENCH/ejabberd
-NODE=ejabberdbench@localhost
-EJ="ejabberdctl --config-dir $ED --ctl-config $ED/ejabberdctl.cfg --spool $ED/db --logs $ED/log --node $NODE"
+# ejabberd_use NAME: the instance the functions below act on ("ejabberd" or "ejabberd-mam").
+ejabberd_use() {
+  ED=$BENCH/$1
+  NODE=${1//-/}bench@localhost
+  EJ="ejabberdctl --config-dir $ED --ctl-config $ED/ejabberdctl.cfg --spool $ED/db --logs $ED/log --node $NODE"
+}
+ejabberd_use ejabberd
 ej() { runuser -u ejabberd -- sh -c "ulimit -n $NOFILE; cd $ED; exec $EJ $*"; }
-ejabberd_setup() {
+ejabberd_setup() { # [mam]
   mkdir -p "$ED/db" "$ED/log"
   sed -e "s#/tmp/rampart-peers/ejabberd#$ED#g" /work/shared/peers/ejabberd.yml > "$ED/ejabberd.yml"
+  if [ "${1:-}" = mam ]; then
+    # XEP-0313 archive of every message, in ejabberd's default store (Mnesia)
+    sed -i 's/^  mod_last: {}$/  mod_last: {}\n  mod_mam:\n    default: always/' "$ED/ejabberd.yml"
+    grep -q '^  mod_mam:' "$ED/ejabberd.yml"
+  fi
   cp "$BENCH/tls/$DOMAIN.pem" "$ED/$DOMAIN.pem"
   cat > "$ED/ejabberdctl.cfg" <<CFG
 ERLANG_NODE=$NODE
@@ -160,7 +173,12 @@ cleanup() {
   set +e
   rampart_stop
   command -v prosody >/dev/null && prosody_stop
-  command -v ejabberdctl >/dev/null && [ -d "$ED" ] && ejabberd_stop
+  if command -v ejabberdctl >/dev/null; then
+    for e in ejabberd ejabberd-mam; do
+      ejabberd_use $e
+      [ -d "$ED" ] && ejabberd_stop
+    done
+  fi
   [ "$epmd_was_running" = no ] && epmd -kill >/dev/null 2>&1
 }
 trap cleanup EXIT
@@ -171,17 +189,20 @@ for s in $SERVERS; do
   case $s in
     rampart) rampart_setup rampart; names+=(rampart) ;;
     prosody) prosody_setup; names+=(prosody) ;;
-    ejabberd) ejabberd_setup; names+=(ejabberd) ;;
+    ejabberd) ejabberd_use ejabberd; ejabberd_setup; names+=(ejabberd) ;;
     *) echo "unknown server $s" >&2; exit 1 ;;
   esac
 done
+if [ -n "$EJABBERD_MAM" ]; then
+  ejabberd_use ejabberd-mam; ejabberd_setup mam; names+=(ejabberd-mam)
+fi
 for v in $RAMPART_VARIANTS; do
   rampart_setup "rampart-${v%%=*}" "${v#*=}"
   names+=("rampart-${v%%=*}")
 done
 
-start() { case $1 in rampart*) rampart_start "$1" ;; *) "${1}_start" ;; esac; }
-stop() { case $1 in rampart*) rampart_stop ;; *) "${1}_stop" ;; esac; }
+start() { case $1 in rampart*) rampart_start "$1" ;; ejabberd*) ejabberd_use "$1"; ejabberd_start ;; *) "${1}_start" ;; esac; }
+stop() { case $1 in rampart*) rampart_stop ;; ejabberd*) ejabberd_use "$1"; ejabberd_stop ;; *) "${1}_stop" ;; esac; }
 
 load() { # NAME WORKLOAD ARGS...  (results in $RES/NAME-WORKLOAD.rROUND.json)
   local name=$1 w=$2; shift 2
@@ -197,7 +218,7 @@ load() { # NAME WORKLOAD ARGS...  (results in $RES/NAME-WORKLOAD.rROUND.json)
 # Accounts on the peers: in-band registration (both allow it from loopback).
 for name in "${names[@]}"; do
   case $name in
-    prosody|ejabberd)
+    prosody|ejabberd*)
       start "$name"
       "$LOAD" --server "127.0.0.1:$PORT" --domain $DOMAIN --ca "$BENCH/tls/$DOMAIN.crt" \
         --users "$USERS" --login-concurrency 4 register
