@@ -20,6 +20,8 @@
 #   EJABBERD_MAM=1     also run "ejabberd-mam": ejabberd with its message archive on (mod_mam,
 #                      every message, its default Mnesia store), for comparison with Rampart's
 #                      archive; shown beside the peers, not counted as one for the targets
+#   EJABBERD_MAM=sql   the same with the archive in PostgreSQL (Debian's, on loopback, its
+#                      durable defaults; the cluster is started and a scratch database made)
 #   RAMPART_VARIANTS="name=/path/snippet.toml ..."  extra Rampart runs with a TOML snippet
 #                      appended to its config (start the snippet with a [table] header),
 #                      e.g. threat defense or archive on/off; each shows as rampart-NAME.
@@ -51,6 +53,10 @@ P_RAMPART=5522 P_RAMPART_TLS=5523 P_PROSODY=5322 P_EJABBERD=5422
 need=()
 command -v prosodyctl >/dev/null || need+=(prosody)
 command -v ejabberdctl >/dev/null || need+=(ejabberd)
+if [ "$EJABBERD_MAM" = sql ]; then
+  command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+  ls -d /usr/lib/erlang/lib/p1_pgsql-* >/dev/null 2>&1 || need+=(erlang-p1-pgsql)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -141,9 +147,15 @@ ejabberd_setup() { # [mam]
   mkdir -p "$ED/db" "$ED/log"
   sed -e "s#/tmp/rampart-peers/ejabberd#$ED#g" /work/shared/peers/ejabberd.yml > "$ED/ejabberd.yml"
   if [ "${1:-}" = mam ]; then
-    # XEP-0313 archive of every message, in ejabberd's default store (Mnesia)
+    # XEP-0313 archive of every message, in ejabberd's default store (Mnesia) or PostgreSQL
     sed -i 's/^  mod_last: {}$/  mod_last: {}\n  mod_mam:\n    default: always/' "$ED/ejabberd.yml"
     grep -q '^  mod_mam:' "$ED/ejabberd.yml"
+    if [ "$EJABBERD_MAM" = sql ]; then
+      pg_setup
+      sed -i 's/^    default: always$/    default: always\n    db_type: sql/' "$ED/ejabberd.yml"
+      printf 'sql_type: pgsql\nsql_server: "127.0.0.1"\nsql_database: "%s"\nsql_username: "%s"\nsql_password: "%s"\n' \
+        "$PG_DB" "$PG_USER" "$PG_PASS" >> "$ED/ejabberd.yml"
+    fi
   fi
   cp "$BENCH/tls/$DOMAIN.pem" "$ED/$DOMAIN.pem"
   cat > "$ED/ejabberdctl.cfg" <<CFG
@@ -153,6 +165,21 @@ EJABBERD_PID_PATH=$ED/ejabberd.pid
 CFG
   chown -R ejabberd:ejabberd "$ED"
   chmod 600 "$ED/$DOMAIN.pem"
+}
+# PostgreSQL for EJABBERD_MAM=sql: a scratch database with ejabberd's schema.
+PG_DB=ejabberdbench PG_USER=ejabberdbench PG_PASS=bench pg_started=no
+pg_setup() {
+  local cluster; cluster=$(pg_lsclusters -h | awk 'NR==1 {print $1 " " $2}')
+  [ -n "$cluster" ] || { echo "no PostgreSQL cluster (pg_lsclusters)" >&2; exit 1; }
+  if ! pg_lsclusters -h | awk 'NR==1 {exit $4 != "online"}'; then
+    pg_ctlcluster $cluster start
+    pg_started="$cluster"
+  fi
+  local psql="runuser -u postgres -- psql -q -v ON_ERROR_STOP=1"
+  $psql -c "DROP DATABASE IF EXISTS $PG_DB" -c "DROP ROLE IF EXISTS $PG_USER" \
+    -c "CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASS'" -c "CREATE DATABASE $PG_DB OWNER $PG_USER"
+  PGPASSWORD=$PG_PASS psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U $PG_USER -d $PG_DB \
+    -f /usr/share/ejabberd/sql/pg.sql >/dev/null
 }
 ejabberd_pid() { pgrep -f "beam.smp.*-s?name $NODE" | head -1; }
 ejabberd_start() {
@@ -180,6 +207,7 @@ cleanup() {
     done
   fi
   [ "$epmd_was_running" = no ] && epmd -kill >/dev/null 2>&1
+  [ "$pg_started" != no ] && pg_ctlcluster $pg_started stop
 }
 trap cleanup EXIT
 
