@@ -574,12 +574,7 @@ fn writer(inner: &Inner, mut rx: mpsc::Receiver<Cmd>, mut since_cp: u64, rt: &to
         let n = records.len() as u64;
         if n > 0 {
             let seg_max = opts.segment_max_records.max(1);
-            // A panicking backend fails this batch, like any other error, not the archive.
-            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                inner.backend.append_batch(records, seg_max)
-            }))
-            .unwrap_or_else(|_| Err(ArchiveError::Backend("the archive append panicked".into())));
-            match res {
+            match unpanicked("append", || inner.backend.append_batch(records, seg_max)) {
                 Ok(out) => {
                     head = Some((out.head_seq, out.head_hash));
                     inner.commits.fetch_add(1, Ordering::Relaxed);
@@ -605,11 +600,7 @@ fn writer(inner: &Inner, mut rx: mpsc::Receiver<Cmd>, mut since_cp: u64, rt: &to
         if !due {
             continue;
         }
-        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            rt.block_on(make_checkpoint(inner, head))
-        }))
-        .unwrap_or_else(|_| Err(ArchiveError::Backend("the archive checkpoint panicked".into())));
-        match res {
+        match unpanicked("checkpoint", || rt.block_on(make_checkpoint(inner, head))) {
             Ok(cp) => {
                 since_cp = 0;
                 for w in cp_waiters {
@@ -626,11 +617,21 @@ fn writer(inner: &Inner, mut rx: mpsc::Receiver<Cmd>, mut since_cp: u64, rt: &to
         }
     }
     // The last handle is gone: put what is logged into the database before it returns.
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.backend.close_appends())).is_err() {
-        tracing::error!("closing the archive's appends panicked");
+    if let Err(e) = unpanicked("close", || {
+        inner.backend.close_appends();
+        Ok(())
+    }) {
+        tracing::error!(error = %e, "closing the archive's appends failed");
     }
     inner.closing.store(true, Ordering::Release);
     inner.index_work.notify_one();
+}
+
+/// Run one of the commit thread's steps; a panic in the backend fails that step (an error,
+/// like any other) instead of ending the thread, and with it the archive.
+fn unpanicked<T>(step: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(ArchiveError::Backend(format!("the archive {step} panicked"))))
 }
 
 /// Queue a [`Cmd::Tick`] every `period` (at least 10 ms) for as long as the archive is open.
