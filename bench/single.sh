@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One workload against one Rampart configuration, for profiling and quick before/after
 # checks (the side-by-side figures come from bench/peers.sh and bench/pipeline.sh).
-# Usage: bench/single.sh VARIANT [flood|latency|idle]
+# Usage: bench/single.sh VARIANT [flood|latency|idle|logins]
 #   VARIANT: both_on (the defaults) | guard_only | archive_only | both_off
 #   DURATION=10 PAIRS=20 WINDOW=64 (flood) RATE=2000 (latency) IDLE=2000 (idle connections)
+#   WORKERS=16 (logins: login loops at once)
+#   LOAD_ARGS="--no-scram-cache ..." more rampart-load options
 #   USERS=PAIRS*2 accounts user1..userN (idle connections share them, distinct resources)
 #   PERF=1 records 4 s of `perf record -g` of the server into $WORK/perf.data
 #   WORK=/tmp/rampart-single (kept after the run: server.log, perf.data)
@@ -54,8 +56,9 @@ case $wl in
   latency) args=(latency --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" --warmup 2
     ${DUMP:+--dump-latencies "$DUMP"}) ;;
   idle) args=(idle --connections "$IDLE" --settle 5 --hold 5 --login-concurrency 16) ;;
+  logins) args=(logins --duration "$DURATION" --workers "${WORKERS:-16}") ;;
   *) echo "unknown workload $wl" >&2; exit 2 ;;
 esac
 "$LOAD" --server "127.0.0.1:$port" --domain "$domain" --ca "$WORK/tls/$domain.crt" \
-  --users "$USERS" --server-pid "$pid" --label "$v" "${args[@]}"
+  --users "$USERS" --server-pid "$pid" --label "$v" ${LOAD_ARGS:-} "${args[@]}"
 if [ -n "$perf_pid" ]; then wait "$perf_pid"; fi

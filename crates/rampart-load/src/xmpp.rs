@@ -38,6 +38,8 @@ pub struct Target {
     pub timeout: Duration,
     /// Source addresses to spread connections over (empty: let the kernel choose).
     pub sources: Vec<IpAddr>,
+    /// SCRAM keys kept between logins, as real clients keep them (`None`: derived each time).
+    pub key_cache: Option<Arc<rampart_sasl::ScramKeyCache>>,
 }
 
 /// Why a connection or login failed; `kind` is what the report groups errors by.
@@ -355,6 +357,9 @@ async fn authenticate(
         &t.password,
         if mech.is_plus() { cb } else { None },
     );
+    if let Some(cache) = &t.key_cache {
+        ex = ex.with_key_cache(cache.clone());
+    }
     let sasl_err = |e: rampart_sasl::SaslError| Failure::new("sasl client", e);
     let initial = ex.initial().map_err(sasl_err)?;
     let auth = SaslClientMsg::Auth {

@@ -1,12 +1,15 @@
 //! Client side of one SASL exchange (PLAIN, SCRAM(-PLUS)), for tests and the load generator.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
-use crate::crypto::{self, B64};
+use crate::crypto::{self, B64, Keys};
 use crate::server::{CB_TYPE, auth_message};
 use crate::syntax::{self, malformed};
-use crate::{MAX_CLIENT_ITERATIONS, Mechanism, SaslError};
+use crate::{MAX_CLIENT_ITERATIONS, Mechanism, SaslError, ScramHash};
 
 /// Random bytes in the client nonce (base64-encoded on the wire).
 const CLIENT_NONCE_BYTES: usize = 18;
@@ -26,6 +29,63 @@ enum State {
     Failed,
 }
 
+/// Most entries a [`ScramKeyCache`] holds; beyond it, it starts over.
+const KEY_CACHE_LIMIT: usize = 65_536;
+
+/// What a cached key was derived from: hash, password, salt, iteration count.
+type KeySource = (ScramHash, String, Vec<u8>, u32);
+
+/// SCRAM keys derived from passwords, kept between logins. RFC 5802 §5.1 lets a client cache
+/// them, "as it is likely that the server is going to advertise the same salt value upon
+/// reauthentication"; real clients do, and a load generator that did not would spend a
+/// PBKDF2 (thousands of hash rounds) on every login, as much CPU as the server's side of it.
+/// Shared by any number of [`ClientExchange`]s ([`ClientExchange::with_key_cache`]).
+#[derive(Default)]
+pub struct ScramKeyCache {
+    keys: Mutex<HashMap<KeySource, Keys>>,
+}
+
+impl std::fmt::Debug for ScramKeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramKeyCache").field("entries", &self.len()).finish()
+    }
+}
+
+impl ScramKeyCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of cached keys.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeySource, Keys>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The keys for this password, salt and count: from the cache, or derived and kept.
+    fn keys(&self, hash: ScramHash, password: &str, salt: &[u8], iterations: u32) -> Result<Keys, SaslError> {
+        let source = (hash, password.to_owned(), salt.to_vec(), iterations);
+        if let Some(k) = self.lock().get(&source) {
+            return Ok(k.clone());
+        }
+        // Derived outside the lock: other logins need not wait for this one's PBKDF2.
+        let keys = crypto::derive_keys(hash, password, salt, iterations)?;
+        let mut map = self.lock();
+        if map.len() >= KEY_CACHE_LIMIT {
+            map.clear();
+        }
+        map.insert(source, keys.clone());
+        Ok(keys)
+    }
+}
+
 /// Client side of one exchange.
 ///
 /// SCRAM GS2 flag: a `-PLUS` mechanism sends `p=tls-exporter` (and needs `channel_binding`);
@@ -38,6 +98,7 @@ pub struct ClientExchange {
     channel_binding: Option<Vec<u8>>,
     authzid: Option<String>,
     nonce: Option<String>,
+    key_cache: Option<Arc<ScramKeyCache>>,
     state: State,
 }
 
@@ -65,6 +126,7 @@ impl ClientExchange {
             channel_binding,
             authzid: None,
             nonce: None,
+            key_cache: None,
             state: State::Initial,
         }
     }
@@ -79,6 +141,12 @@ impl ClientExchange {
     /// printable ASCII without commas; a fixed nonce must never be reused against a real server.
     pub fn with_nonce(mut self, nonce: &str) -> Self {
         self.nonce = Some(nonce.to_owned());
+        self
+    }
+
+    /// Take SCRAM keys from `cache`, and keep the ones derived here in it.
+    pub fn with_key_cache(mut self, cache: Arc<ScramKeyCache>) -> Self {
+        self.key_cache = Some(cache);
         self
     }
 
@@ -174,7 +242,10 @@ impl ClientExchange {
         if iterations == 0 || iterations > MAX_CLIENT_ITERATIONS {
             return Err(malformed("iteration count out of range"));
         }
-        let keys = crypto::derive_keys(hash, &self.password, &salt, iterations)?;
+        let keys = match &self.key_cache {
+            Some(cache) => cache.keys(hash, &self.password, &salt, iterations)?,
+            None => crypto::derive_keys(hash, &self.password, &salt, iterations)?,
+        };
 
         let mut cb_input = gs2_header.into_bytes();
         if let (true, Some(cb)) = (self.mechanism.is_plus(), &self.channel_binding) {

@@ -61,6 +61,7 @@ pub(crate) fn prep_password(password: &str) -> Result<String, SaslError> {
 }
 
 /// The three keys of RFC 5802 §3 derived from a salted password.
+#[derive(Clone)]
 pub(crate) struct Keys {
     pub client_key: Vec<u8>,
     pub stored_key: Vec<u8>,

@@ -20,7 +20,7 @@ mod syntax;
 #[cfg(test)]
 mod tests;
 
-pub use client::ClientExchange;
+pub use client::{ClientExchange, ScramKeyCache};
 pub use crypto::{derive_credentials, new_credentials};
 pub use server::{ServerExchange, Step};
 

@@ -192,6 +192,38 @@ fn rfc7677_sha256_vector() {
     );
 }
 
+/// A client with a key cache sends the same proof as one without, derives the keys once for
+/// the same salt and count, and never answers one password with another's keys.
+#[test]
+fn key_cache_gives_the_same_proof_and_derives_once() {
+    let (mech, cn, sn) = (Mechanism::ScramSha256, "rOprNGfwEbeRWgbNEkqO", "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0");
+    let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").expect("salt");
+    let stored = vec![derive_credentials(ScramHash::Sha256, "pencil", &salt, 4096).expect("derive")];
+    let cache = std::sync::Arc::new(ScramKeyCache::new());
+    let login = |password: &str, cache: Option<&std::sync::Arc<ScramKeyCache>>| {
+        let mut client = ClientExchange::new(mech, "user", password, None).with_nonce(cn);
+        if let Some(c) = cache {
+            client = client.with_key_cache(c.clone());
+        }
+        let mut server = ServerExchange::new(mech, None, false, SECRET).with_server_nonce(sn);
+        let cf = client.initial().expect("initial");
+        unwrap_need(server.step(&cf).expect("step"));
+        let sf = unwrap_challenge(server.provide_credentials(Some(&stored)).expect("creds"));
+        let fin = client.respond(&sf).expect("respond");
+        (fin.clone(), server.step(&fin))
+    };
+    let (plain, _) = login("pencil", None);
+    for _ in 0..2 {
+        let (fin, step) = login("pencil", Some(&cache));
+        assert_eq!(fin, plain);
+        assert!(matches!(step, Ok(Step::Success { .. })));
+    }
+    assert_eq!(cache.len(), 1);
+    let (_, step) = login("not pencil", Some(&cache));
+    assert!(matches!(step, Err(SaslError::NotAuthorized)), "{step:?}");
+    assert_eq!(cache.len(), 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Round trips
 
