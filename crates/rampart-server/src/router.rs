@@ -534,20 +534,26 @@ impl Router {
             offline::store(self, to, el).await;
             return;
         }
+        // The stanza is needed after the sends only by push (XEP-0357), and only for an
+        // account with a registration; otherwise the last target gets it without a copy.
+        let keep = modules::push::may_notify(self, to.bare_str()).await;
+        let mut el = Some(el);
         let mut lost = None;
-        for r in targets {
-            if !r.send(el.clone()) {
-                lost = Some(el.clone());
+        for (i, r) in targets.iter().enumerate() {
+            let copy = if i + 1 == targets.len() && !keep { el.take() } else { el.clone() };
+            if let Some(Err(back)) = copy.map(|c| r.try_send(c)) {
+                lost = Some(back);
             }
         }
-        if lost.is_none() {
+        match (lost, el) {
             // XEP-0357: devices of the account that are not connected hear of it.
-            modules::push::on_message(self, to, &el).await;
-        }
-        if let Some(el) = lost
-            && !matches!(el.attr("type"), Some("error" | "headline" | "groupchat"))
-        {
-            Box::pin(self.redeliver_message(&to.bare(), el)).await;
+            (None, Some(el)) => modules::push::on_message(self, to, &el).await,
+            (None, None) => {}
+            (Some(el), _) => {
+                if !matches!(el.attr("type"), Some("error" | "headline" | "groupchat")) {
+                    Box::pin(self.redeliver_message(&to.bare(), el)).await;
+                }
+            }
         }
     }
 

@@ -98,6 +98,17 @@ impl Queue {
 impl OutboundTx {
     /// Queue an item for the session's writer; gives it back if the session is gone.
     pub fn send(&self, item: Outbound) -> Result<(), Outbound> {
+        self.push(item, |o| o)
+    }
+
+    /// Queue a stanza; gives it back, as it was, if the session is gone or full (so that
+    /// the caller can send it elsewhere without having kept a copy).
+    pub fn send_stanza(&self, stanza: Element) -> Result<(), Element> {
+        self.push(stanza, |s| Outbound::Stanza(Box::new(s)))
+    }
+
+    /// Queue `item`, made an [`Outbound`] by `wrap` only once it is accepted.
+    fn push<T>(&self, item: T, wrap: impl FnOnce(T) -> Outbound) -> Result<(), T> {
         let (waker, result, overflowed) = {
             let mut st = self.0.lock();
             if st.closed {
@@ -115,7 +126,7 @@ impl OutboundTx {
                     (Err(item), Some(limit))
                 }
                 _ => {
-                    st.items.push_back(item);
+                    st.items.push_back(wrap(item));
                     (Ok(()), None)
                 }
             };
@@ -261,7 +272,12 @@ pub struct Resource {
 
 impl Resource {
     pub fn send(&self, stanza: Element) -> bool {
-        self.tx.send(Outbound::Stanza(Box::new(stanza))).is_ok()
+        self.tx.send_stanza(stanza).is_ok()
+    }
+
+    /// Like [`Resource::send`], but a refused stanza comes back instead of being dropped.
+    pub fn try_send(&self, stanza: Element) -> Result<(), Element> {
+        self.tx.send_stanza(stanza)
     }
 }
 
@@ -435,6 +451,18 @@ mod tests {
         assert!(tx.send(stanza(2)).is_err());
         assert_eq!(rx.try_recv().map(id).as_deref(), Some("1"));
         assert!(rx.try_recv().is_none());
+    }
+
+    /// A refused stanza comes back whole (the router sends it elsewhere without a copy).
+    #[test]
+    fn refused_stanza_comes_back_unchanged() {
+        let (tx, mut rx) = outbound_queue();
+        let el = Element::new("message", "jabber:client").with_attr("id", "a");
+        assert!(tx.send_stanza(el.clone()).is_ok());
+        rx.set_limit(Some(1));
+        assert_eq!(tx.send_stanza(el.clone().with_attr("id", "b")).map_err(|e| e.attr("id").map(str::to_owned)), Err(Some("b".into())));
+        assert_eq!(tx.send_stanza(el.clone()), Err(el));
+        assert_eq!(rx.try_recv().map(id).as_deref(), Some("a"));
     }
 
     #[test]

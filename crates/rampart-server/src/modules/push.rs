@@ -285,13 +285,19 @@ impl IqHandler for PushHandler {
     }
 }
 
+/// Whether push is on and `account` has a registration: only then can a message delivered
+/// to it wake a device, and only then does [`on_message`] look at the message.
+pub async fn may_notify(router: &Router, account: &str) -> bool {
+    router.config.push.enabled && router.push.has_registrations(router, account).await
+}
+
 /// A message for `to`'s account was delivered, queued for a session or stored offline
 /// (after the guard and the archive): notify each registered device that is not connected.
 pub async fn on_message(router: &Router, to: &Jid, el: &Element) {
     let account = to.bare_str();
     // Every delivered message passes here: accounts without a registration (nearly all) are
     // turned away by one set lookup, before the stanza is looked at.
-    if !router.config.push.enabled || !router.push.has_registrations(router, account).await || !is_important(el) {
+    if !may_notify(router, account).await || !is_important(el) {
         return;
     }
     let sender = el.attr("from").and_then(|f| Jid::parse(f).ok());
