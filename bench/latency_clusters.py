@@ -3,7 +3,7 @@
 file ("SENT_NS LATENCY_NS" lines) and prints how many messages took longer than THRESHOLD_MS
 (default 3), grouped into clusters (slow messages less than 20 ms apart), with each cluster's
 start (ms from the first message), span, count and worst latency. Periodic clusters point at
-periodic work in the server (e.g. checkpoints); see docs/benchmarks.md, session 8.
+periodic work in the server (e.g. checkpoints); see docs/benchmarks-log.md, session 8.
 Usage: bench/latency_clusters.py FILE [THRESHOLD_MS] [MAX_CLUSTERS_SHOWN]
 """
 import sys
